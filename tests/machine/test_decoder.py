@@ -1,0 +1,81 @@
+"""The decoder against its table and against capstone's idea of instruction length."""
+
+from __future__ import annotations
+
+import itertools
+
+import capstone
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tvmm.machine  # noqa: F401  (registers handlers)
+from tvmm.machine import registry
+from tvmm.machine.decoder import NeedBytes, decode
+from tvmm.machine.optable import GROUPS, ONE_BYTE, TWO_BYTE
+
+
+def _specs():
+    for table in (ONE_BYTE, TWO_BYTE):
+        for op, (mnem, spec, _flags) in table.items():
+            if mnem.startswith("GRP"):
+                for row in GROUPS[mnem]:
+                    if row is None:
+                        continue
+                    gm, gspec, _ = row
+                    if gspec == "EI":
+                        gspec = spec + (",Ib" if spec == "Eb" else ",Iz")
+                    yield op, gm, spec if gspec is None else gspec
+            else:
+                yield op, mnem, spec
+
+
+@pytest.mark.parametrize("op,mnem,spec", sorted(set(_specs())))
+def test_every_table_row_has_a_handler(op, mnem, spec):
+    h = registry.HANDLERS.get((mnem, spec))
+    assert h is not None, f"opcode {op:#x}: no handler for {mnem} {spec}"
+    sizes = h if isinstance(h, dict) else {0: h}
+    for v in sizes.values():
+        for f in (v if isinstance(v, tuple) else (v,)):
+            assert callable(f)
+
+
+def test_undefined_opcodes_decode_to_ud_not_an_error():
+    for raw in (b"\x0f\xff", b"\x0f\x10\xc0", b"\xfe\xd0", b"\x8f\xc8", b"\x0f\xc7\xc8", b"\xc4\xc0"):
+        d = decode(raw + bytes(16), 0, True)
+        assert d.fn is registry.raise_ud, raw.hex()
+
+
+def test_lock_on_non_lockable_is_ud():
+    assert decode(b"\xf0\x89\xc0" + bytes(8), 0, True).fn is registry.raise_ud   # lock mov
+    assert decode(b"\xf0\x01\xc0" + bytes(8), 0, True).fn is registry.raise_ud   # lock add reg,reg
+    assert decode(b"\xf0\x01\x00" + bytes(8), 0, True).fn is not registry.raise_ud
+
+
+def test_overlong_instruction_is_gp():
+    d = decode(b"\x66" * 14 + b"\x05\x00\x00\x00\x00", 0, True)
+    assert d.fn is registry.raise_gp0
+
+
+def test_truncated_instruction_asks_for_more_bytes():
+    with pytest.raises(NeedBytes):
+        decode(b"\xb8\x01\x02", 0, True)
+
+
+_CS32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+_CS16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.booleans())
+def test_instruction_lengths_agree_with_capstone(raw, code32):
+    d = decode(raw, 0, code32)
+    if d.mnem == "(bad)" or d.mnem == "ESC":
+        return
+    cs = _CS32 if code32 else _CS16
+    insns = list(cs.disasm(raw, 0, count=1))
+    if not insns:
+        return
+    ins = insns[0]
+    # capstone decodes some opcodes that are undefined on a Pentium Pro (SSE,
+    # long NOPs with prefixes...); we only compare where we decoded too.
+    assert d.len == ins.size, f"{raw[:ins.size].hex()}: ours {d.len} ({d.mnem} {d.spec}), capstone {ins.size} ({ins.mnemonic} {ins.op_str})"

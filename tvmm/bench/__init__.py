@@ -1,0 +1,85 @@
+"""``tvmm bench``: guest instructions retired per second on fixed workloads.
+
+tvmm's figure is measured in this process; unicorn's, when unicorn is
+installed, in a child process running ``unicorn_ref.py`` as a script, so
+tvmm itself never imports unicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from ..machine import CPU, PhysicalMemory, StopKind
+from ..machine.boot_state import enter_flat32
+from ..machine.consts import CR0_PG
+from . import workloads as W
+
+REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+
+def setup_tvmm(w: W.Workload) -> CPU:
+    mem = PhysicalMemory(W.MEM_SIZE)
+    for pa, data in W.build_memory_image(w):
+        mem.write_bytes(pa, data)
+    cpu = CPU(mem)
+    enter_flat32(cpu, W.CODE, W.STACK_TOP)
+    cpu.gdtr_base, cpu.gdtr_limit = W.GDT, 23
+    cpu.idtr_base, cpu.idtr_limit = W.IDT, 256 * 8 - 1
+    for name, v in w.regs.items():
+        cpu.regs[REGS.index(name)] = v
+    if w.paging:
+        cpu.set_cr3(W.PD)
+        cpu.set_cr0(cpu.cr0 | CR0_PG)
+    return cpu
+
+
+def run_tvmm(w: W.Workload) -> dict:
+    cpu = setup_tvmm(w)
+    t0 = time.perf_counter()
+    stop = cpu.run(10**10)
+    dt = time.perf_counter() - t0
+    if stop.kind != StopKind.HALTED:
+        raise RuntimeError(f"workload {w.name} did not finish: {stop}")
+    return {"instructions": cpu.icount, "seconds": dt, "mips": cpu.icount / dt / 1e6}
+
+
+def run_unicorn(w: W.Workload, instructions: int) -> dict | None:
+    """Unicorn's time for the same program; None when unicorn is missing or
+    the workload needs IDT delivery (unicorn hands exceptions to hooks)."""
+    if not w.unicorn:
+        return None
+    script = os.path.join(os.path.dirname(__file__), "unicorn_ref.py")
+    proc = subprocess.run([sys.executable, script, w.name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    dt = json.loads(proc.stdout)["seconds"]
+    return {"seconds": dt, "mips": instructions / dt / 1e6}
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="tvmm bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--workload", action="append", choices=[w.name for w in W.ALL],
+                    help="run only this workload (repeatable)")
+    ap.add_argument("--no-unicorn", action="store_true", help="skip unicorn's reference figures")
+    args = ap.parse_args(argv)
+    chosen = [w for w in W.ALL if not args.workload or w.name in args.workload]
+    out = {}
+    for w in chosen:
+        ours = run_tvmm(w)
+        ref = None if args.no_unicorn else run_unicorn(w, ours["instructions"])
+        out[w.name] = {"mips": round(ours["mips"], 3), "instructions": ours["instructions"],
+                       "seconds": round(ours["seconds"], 3),
+                       "unicorn_mips": None if ref is None else round(ref["mips"], 3)}
+        if not args.json:
+            u = "n/a" if ref is None else f"{ref['mips']:.1f}"
+            print(f"{w.name:18} {ours['mips']:7.2f} MIPS  ({ours['instructions']:,} insns in "
+                  f"{ours['seconds']:.2f} s)   unicorn: {u} MIPS", flush=True)
+    if args.json:
+        print(json.dumps({"workloads": out}, indent=2))
+    return 0

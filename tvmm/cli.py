@@ -1,0 +1,32 @@
+"""The ``tvmm`` command line.  Each subcommand lives in its own module and is
+imported only when used, so ``tvmm bench`` never loads the UI.
+
+Usage errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: tvmm <command> [options]
+
+commands:
+  bench      guest instructions per second on fixed workloads (--json)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "bench":
+        from .bench import main as bench_main
+        return bench_main(rest)
+    print(f"tvmm: unknown command {cmd!r} (try 'tvmm --help')", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,757 @@
+"""The IA-32 processor: architectural state, memory access, and the run loop.
+
+Invariants:
+- Guest-visible time is ``icount``, the number of retired instructions (each
+  iteration of a REP string instruction counts as one).  Nothing else in here
+  reads a clock or a random source.
+- ``run(max_insns)`` retires at most ``max_insns`` instructions and returns a
+  ``Stop``.  It never lets a Python exception out: a guest fault becomes a
+  guest exception, a triple fault a SHUTDOWN stop, and a bug in tvmm an ERROR
+  stop that leaves this CPU dead (with its state and the faulting bytes in the
+  report) and touches nothing else.
+- Decoded code is cached in blocks keyed by *physical* address and code size.
+  A block never crosses a 4 KiB page, ends after any instruction flagged "j"
+  in the opcode table, and a REP string instruction is always a block of its
+  own.  Pages holding decoded code are kept out of the write TLB, so every
+  store to them takes the slow path through ``PhysicalMemory.write``, which
+  drops the page's blocks (and ends the running block after the store).
+- The software TLB maps a linear page number to ``delta = pa - la`` for RAM
+  pages only, in four lists (read/write x supervisor/user).  ``tlb_r``/
+  ``tlb_w`` point at the pair for the current CPL.  A write entry exists only
+  when the guest's PTE already has D set and the write is allowed.
+"""
+
+from __future__ import annotations
+
+import struct
+import weakref
+
+from . import flags as lf
+from . import interrupts, segments
+from .consts import (AC, ARITH, BP, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, DS, EFLAGS_FIXED,
+                     ES, FS, GS, ID, IF, IOPL, M32, NT, RF, SS, SS_SEG, TF, VM, GP, MSR_APIC_BASE)
+from .decoder import NeedBytes, bind, decode
+from .errors import CpuFault, Shutdown, Stop, StopKind
+from .flags import get_cf, materialize
+from .mmu import walk
+from .translate import HOT, Block, translate
+
+_U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+u16_from = _U16.unpack_from
+u32_from = _U32.unpack_from
+p8_into = _U8.pack_into
+p16_into = _U16.pack_into
+p32_into = _U32.pack_into
+
+TLB_ENTRIES = 1 << 20
+MAX_BLOCK = 32
+# EFLAGS bits software may change (no VM: virtual-8086 mode is not modelled).
+EFLAGS_WRITABLE = 0x00000FD5 | TF | IF | DF | IOPL | NT | RF | AC | ID
+
+
+# TLB lists are 4 x 2^20 entries: allocating them costs milliseconds, so the
+# lists of CPUs that have been freed are cleared (only the filled entries)
+# and reused.
+_TLB_POOL: list = []
+
+
+def _tlb_acquire():
+    if _TLB_POOL:
+        return _TLB_POOL.pop()
+    return tuple([None] * TLB_ENTRIES for _ in range(4)), {}
+
+
+def _tlb_release(lists, filled) -> None:
+    for vpn in filled:
+        for t in lists:
+            t[vpn] = None
+    filled.clear()
+    if len(_TLB_POOL) < 8:
+        _TLB_POOL.append((lists, filled))
+
+
+class NullIO:
+    """Port space with nothing attached: reads float high, writes vanish."""
+
+    def port_in(self, port: int, size: int) -> int:
+        return (1 << (8 * size)) - 1
+
+    def port_out(self, port: int, size: int, value: int) -> None:
+        pass
+
+
+class CPU:
+    def __init__(self, mem, io=None, cpuid_hypervisor: bool = False):
+        self.mem = mem
+        self.ram = mem.ram
+        self.io = io if io is not None else NullIO()
+        self.cpuid_hypervisor = cpuid_hypervisor
+        mem.add_invalidator(self._invalidate_code_page)
+        lists, self._tlb_filled = _tlb_acquire()   # _tlb_filled: vpn -> global
+        self._tlb_rs, self._tlb_ws, self._tlb_ru, self._tlb_wu = lists
+        weakref.finalize(self, _tlb_release, lists, self._tlb_filled)
+        self._tlb_large: set[int] = set()           # 4 MiB regions (vpn >> 10) filled from large pages
+        self._wmap: dict[int, set[int]] = {}        # pfn -> vpns with a write entry
+        self.blocks: dict[int, list] = {}
+        self._page_blocks: dict[int, list[int]] = {}
+        self._running: list | None = None          # the block being executed
+        self._running_key = -1
+        self._cur_block = None                     # the translated block running, if any
+        self.block_abort = False                   # set when a translated block must stop early
+        self.translate_blocks = True               # compile hot blocks (see translate.py)
+        self.hot = HOT                             # executions before a block is compiled
+        self._running_pfn = -1
+        self.watch_vpns: set[int] = set()          # pages kept out of the TLB (data breakpoints)
+        self.breakpoints: set[int] = set()         # debugger breakpoints, linear addresses
+        self.watchpoints: list = []                # debugger watchpoints: (lin, len, kind)
+        self.intr = False                          # INTR line from the interrupt controller
+        self.intr_ack = None                       # callable -> vector
+        self.intercept = None                      # see interrupts.deliver
+        self.dead: Stop | None = None
+        self.reset()
+
+    # ------------------------------------------------------------------ reset
+    def reset(self) -> None:
+        """Power-on state (SDM vol. 3, table 9-1)."""
+        self.regs = [0, 0, 0x00000611, 0, 0, 0, 0, 0]
+        self.eip = 0xFFF0
+        self.eflags = EFLAGS_FIXED
+        self.lf_op = self.lf_a = self.lf_b = self.lf_res = 0
+        self.cr0 = 0x60000010
+        self.cr2 = self.cr3 = self.cr4 = 0
+        self.dr = [0, 0, 0, 0, 0, 0, DR6_FIXED, 0x400]
+        self.gdtr_base, self.gdtr_limit = 0, 0xFFFF
+        self.idtr_base, self.idtr_limit = 0, 0xFFFF
+        self.ldtr_sel, self.ldtr_base, self.ldtr_limit, self.ldtr_attr = 0, 0, 0xFFFF, 0x82
+        self.tr_sel, self.tr_base, self.tr_limit, self.tr_attr = 0, 0, 0xFFFF, 0x8B
+        self.msr: dict[int, int] = {MSR_APIC_BASE: 0xFEE00900}
+        self.tsc_offset = 0
+        self.protected = False
+        self.cpl = 0
+        self.seg_sel = [0] * 6
+        self.seg_base = [0] * 6
+        self.seg_limit = [0xFFFF] * 6
+        self.seg_attr = [0x93] * 6
+        self.seg_lo = [0] * 6
+        self.seg_hi = [0xFFFF] * 6
+        self.seg_whi = [0xFFFF] * 6
+        self.code32 = False
+        self.stack32 = False
+        self.seg_attr[CS] = 0x9B
+        for s in range(6):
+            segments._bounds(self, s)
+        segments.set_cache(self, CS, 0xF000, 0xFFFF0000, 0xFFFF, 0x9B)
+        self.icount = getattr(self, "icount", 0)
+        self.stop_at = self.icount
+        self.halted = False
+        self.inhibit = False          # interrupt shadow after STI / MOV SS / POP SS
+        self.pending_db = 0           # DR6 bits of a debug trap to deliver after this instruction
+        self.stop_request: Stop | None = None
+        self.skip_bp_once = False
+        self.a20_mask = M32
+        self.dead = None
+        self.fault_depth = 0
+        self.tlb_r, self.tlb_w = self._tlb_rs, self._tlb_ws
+        self.flush_tlb(keep_global=False)
+        self.blocks.clear()
+        self._page_blocks.clear()
+        self._refresh()
+
+    # ------------------------------------------------------------ mode changes
+    def set_cpl(self, cpl: int) -> None:
+        self.cpl = cpl
+        if cpl == 3:
+            self.tlb_r, self.tlb_w = self._tlb_ru, self._tlb_wu
+        else:
+            self.tlb_r, self.tlb_w = self._tlb_rs, self._tlb_ws
+
+    def set_cr0(self, value: int) -> None:
+        old = self.cr0
+        self.cr0 = value | 0x10
+        self.protected = bool(value & CR0_PE)
+        if (old ^ value) & (CR0_PG | CR0_PE | 0x10000):
+            self.flush_tlb(keep_global=False)
+        if (old ^ value) & CR0_PE:
+            segments.refresh_bounds(self)
+            if not self.protected:
+                self.set_cpl(0)
+
+    def set_cr3(self, value: int) -> None:
+        self.cr3 = value & 0xFFFFF018
+        self.flush_tlb(keep_global=bool(self.cr4 & CR4_PGE))
+
+    def set_cr4(self, value: int) -> None:
+        old = self.cr4
+        self.cr4 = value
+        if (old ^ value) & 0xB0:  # PSE, PAE, PGE
+            self.flush_tlb(keep_global=False)
+
+    def get_eflags(self) -> int:
+        return materialize(self)
+
+    def set_eflags(self, value: int, mask: int = M32) -> None:
+        """Write EFLAGS bits in ``mask`` (callers apply CPL/IOPL rules first)."""
+        cur = materialize(self)
+        mask &= EFLAGS_WRITABLE
+        self.eflags = (cur & ~mask) | (value & mask) | EFLAGS_FIXED
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute the flags the run loop polls between blocks."""
+        self.slow = bool(self.eflags & TF or self.breakpoints or (self.dr[7] & 0xFF and self._dr_exec()))
+        self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
+                              or (self.intr and self.eflags & IF) or self.slow)
+
+    def _dr_exec(self) -> bool:
+        dr7 = self.dr[7]
+        return any(dr7 & (3 << (2 * i)) and not (dr7 >> (16 + 4 * i)) & 3 for i in range(4))
+
+    def set_intr(self, level: bool) -> None:
+        """The interrupt controller drives the INTR pin."""
+        self.intr = level
+        if level:
+            self._refresh()
+
+    def request_stop(self, stop: Stop) -> None:
+        """A device or the runner asks ``run`` to return after this instruction."""
+        self.stop_request = stop
+        self.attention = True
+
+    # -------------------------------------------------------------------- TLB
+    def flush_tlb(self, keep_global: bool) -> None:
+        lists = (self._tlb_rs, self._tlb_ws, self._tlb_ru, self._tlb_wu)
+        kept = {}
+        for vpn, glob in self._tlb_filled.items():
+            if keep_global and glob:
+                kept[vpn] = True
+                continue
+            for t in lists:
+                t[vpn] = None
+        self._tlb_filled.clear()
+        self._tlb_filled.update(kept)
+        if not kept:
+            self._tlb_large.clear()
+            self._wmap.clear()
+
+    def invlpg(self, lin: int) -> None:
+        vpn = lin >> 12
+        victims = [vpn]
+        region = vpn >> 10
+        if region in self._tlb_large:
+            victims = [v for v in self._tlb_filled if v >> 10 == region]
+        for v in victims:
+            if v in self._tlb_filled:
+                del self._tlb_filled[v]
+                self._tlb_rs[v] = self._tlb_ws[v] = self._tlb_ru[v] = self._tlb_wu[v] = None
+
+    def translate(self, lin: int, write: bool, user: bool) -> int:
+        """Linear -> physical for one access, filling the TLB; may raise #PF."""
+        lin &= M32
+        vpn = lin >> 12
+        if self.cr0 & CR0_PG:
+            pa_page, writable, glob, large = walk(self, lin, write, user)
+        else:
+            pa_page, writable, glob, large = lin & 0xFFFFF000, True, False, False
+        pa_page &= self.a20_mask
+        pfn = pa_page >> 12
+        if self.mem.is_ram_page(pfn) and vpn not in self.watch_vpns:
+            delta = pa_page - (vpn << 12)
+            if user:
+                tr, tw = self._tlb_ru, self._tlb_wu
+            else:
+                tr, tw = self._tlb_rs, self._tlb_ws
+            tr[vpn] = delta
+            if writable and pfn not in self.mem.code_pages:
+                tw[vpn] = delta
+                self._wmap.setdefault(pfn, set()).add(vpn)
+            self._tlb_filled[vpn] = glob
+            if large:
+                self._tlb_large.add(vpn >> 10)
+        return pa_page | (lin & 0xFFF)
+
+    # ------------------------------------------------------- memory (linear)
+    def rd8(self, lin: int) -> int:
+        d = self.tlb_r[lin >> 12]
+        if d is not None:
+            return self.ram[lin + d]
+        return self._rd_slow(lin, 1)
+
+    def rd16(self, lin: int) -> int:
+        d = self.tlb_r[lin >> 12]
+        if d is not None and lin & 0xFFF != 0xFFF:
+            return u16_from(self.ram, lin + d)[0]
+        return self._rd_slow(lin, 2)
+
+    def rd32(self, lin: int) -> int:
+        d = self.tlb_r[lin >> 12]
+        if d is not None and lin & 0xFFF <= 0xFFC:
+            return u32_from(self.ram, lin + d)[0]
+        return self._rd_slow(lin, 4)
+
+    def wr8(self, lin: int, v: int) -> None:
+        d = self.tlb_w[lin >> 12]
+        if d is not None:
+            self.ram[lin + d] = v
+        else:
+            self._wr_slow(lin, 1, v)
+
+    def wr16(self, lin: int, v: int) -> None:
+        d = self.tlb_w[lin >> 12]
+        if d is not None and lin & 0xFFF != 0xFFF:
+            p16_into(self.ram, lin + d, v)
+        else:
+            self._wr_slow(lin, 2, v)
+
+    def wr32(self, lin: int, v: int) -> None:
+        d = self.tlb_w[lin >> 12]
+        if d is not None and lin & 0xFFF <= 0xFFC:
+            p32_into(self.ram, lin + d, v)
+        else:
+            self._wr_slow(lin, 4, v)
+
+    def rd(self, lin: int, size: int) -> int:
+        if size == 4:
+            return self.rd32(lin)
+        if size == 2:
+            return self.rd16(lin)
+        return self.rd8(lin)
+
+    def wr(self, lin: int, size: int, v: int) -> None:
+        if size == 4:
+            self.wr32(lin, v)
+        elif size == 2:
+            self.wr16(lin, v)
+        else:
+            self.wr8(lin, v)
+
+    def check_write(self, lin: int, size: int) -> None:
+        """Fault now if a later write of ``size`` bytes at ``lin`` would fault
+        (for instructions that must not change state before a store)."""
+        self._translate_range(lin & M32, size, True, self.cpl == 3)
+
+    def _translate_range(self, lin: int, size: int, write: bool, user: bool):
+        pa0 = self.translate(lin, write, user)
+        last = (lin + size - 1) & M32
+        if (last ^ lin) >> 12:
+            return pa0, self.translate(last & 0xFFFFF000, write, user)
+        return pa0, None
+
+    def _rd_slow(self, lin: int, size: int, user: bool | None = None) -> int:
+        lin &= M32
+        if user is None:
+            user = self.cpl == 3
+        pa0, pa1 = self._translate_range(lin, size, False, user)
+        if self.watchpoints or self.dr[7] & 0xFF:
+            self._check_watch(lin, size, False)
+        if pa1 is None:
+            return self.mem.read(pa0, size)
+        n0 = 0x1000 - (lin & 0xFFF)
+        lo = self.mem.read(pa0, n0)
+        return lo | (self.mem.read(pa1, size - n0) << (8 * n0))
+
+    def _wr_slow(self, lin: int, size: int, v: int, user: bool | None = None) -> None:
+        lin &= M32
+        if user is None:
+            user = self.cpl == 3
+        pa0, pa1 = self._translate_range(lin, size, True, user)
+        if self.watchpoints or self.dr[7] & 0xFF:
+            self._check_watch(lin, size, True)
+        if pa1 is None:
+            self.mem.write(pa0, size, v)
+        else:
+            n0 = 0x1000 - (lin & 0xFFF)
+            self.mem.write(pa0, n0, v & ((1 << (8 * n0)) - 1))
+            self.mem.write(pa1, size - n0, v >> (8 * n0))
+
+    def sys_read(self, lin: int, size: int) -> int:
+        """Implicit supervisor read (descriptor tables, TSS, IDT)."""
+        lin &= M32
+        d = self._tlb_rs[lin >> 12]
+        if d is not None and (lin & 0xFFF) + size <= 0x1000:
+            pa = lin + d
+            return int.from_bytes(self.ram[pa:pa + size], "little")
+        return self._rd_slow(lin, size, user=False)
+
+    def sys_write(self, lin: int, size: int, v: int) -> None:
+        lin &= M32
+        d = self._tlb_ws[lin >> 12]
+        if d is not None and (lin & 0xFFF) + size <= 0x1000:
+            pa = lin + d
+            self.ram[pa:pa + size] = v.to_bytes(size, "little")
+            return
+        self._wr_slow(lin, size, v, user=False)
+
+    def read_code_bytes(self, lin: int, n: int) -> bytes:
+        """Up to ``n`` bytes at a linear address for error reports (no faults)."""
+        out = bytearray()
+        for i in range(n):
+            try:
+                out.append(self._rd_slow((lin + i) & M32, 1, user=False))
+            except CpuFault:
+                break
+        return bytes(out)
+
+    def _check_watch(self, lin: int, size: int, write: bool) -> None:
+        from . import debug
+        debug.check_data_access(self, lin, size, write)
+
+    # ----------------------------------------------------------- segmentation
+    def seg_fault(self, seg: int, off: int = 0):
+        raise CpuFault(SS if seg == SS_SEG else GP, 0)
+
+    def lin(self, seg: int, off: int, write: bool = False) -> int:
+        """Checked linear address of ``seg:off``."""
+        hi = self.seg_whi[seg] if write else self.seg_hi[seg]
+        if off > hi or off < self.seg_lo[seg]:
+            self.seg_fault(seg, off)
+        return (self.seg_base[seg] + off) & M32
+
+    # ------------------------------------------------------------------ stack
+    def push(self, v: int, size: int) -> None:
+        if self.stack32:
+            sp = (self.regs[4] - size) & M32
+        else:
+            sp = (self.regs[4] - size) & 0xFFFF
+        if sp + size - 1 > self.seg_whi[SS_SEG] or sp < self.seg_lo[SS_SEG]:
+            raise CpuFault(SS, 0)
+        self.wr((self.seg_base[SS_SEG] + sp) & M32, size, v)
+        if self.stack32:
+            self.regs[4] = sp
+        else:
+            self.regs[4] = (self.regs[4] & 0xFFFF0000) | sp
+
+    def push32(self, v: int) -> None:
+        self.push(v, 4)
+
+    def pop(self, size: int) -> int:
+        v = self.peek(0, size)
+        if self.stack32:
+            self.regs[4] = (self.regs[4] + size) & M32
+        else:
+            self.regs[4] = (self.regs[4] & 0xFFFF0000) | ((self.regs[4] + size) & 0xFFFF)
+        return v
+
+    def peek(self, offset: int, size: int) -> int:
+        """Read ``size`` bytes at SS:[eSP + offset] without popping."""
+        sp = (self.regs[4] + offset) & (M32 if self.stack32 else 0xFFFF)
+        if sp + size - 1 > self.seg_hi[SS_SEG] or sp < self.seg_lo[SS_SEG]:
+            raise CpuFault(SS, 0)
+        return self.rd((self.seg_base[SS_SEG] + sp) & M32, size)
+
+    # ------------------------------------------------------ decoded-code cache
+    def _protect_code_page(self, pfn: int) -> None:
+        self.mem.code_pages.add(pfn)
+        for vpn in self._wmap.pop(pfn, ()):
+            self._tlb_ws[vpn] = self._tlb_wu[vpn] = None
+
+    def _invalidate_code_page(self, pfn: int) -> None:
+        for key in self._page_blocks.pop(pfn, ()):
+            self.blocks.pop(key, None)
+        if pfn == self._running_pfn:
+            # Self-modifying code: end the running block after this store.
+            self.end_block()
+            self._running_pfn = -1
+
+    def end_block(self) -> None:
+        """Make the running block end after the current instruction.
+
+        The loop iterates ``self._running`` by index, so truncating it in place
+        ends the loop; if that list is the cached block, the cache first gets
+        a whole copy.
+        """
+        blk = self._running
+        if blk is None:
+            self.block_abort = True          # a translated block polls this
+            return
+        cached = self.blocks.get(self._running_key)
+        if cached is not None and cached.insns is blk:
+            cached.insns = blk[:]            # keep the cached block whole
+            cached.n = len(blk)
+        for i, d in enumerate(blk):
+            if d.next == self.eip:
+                del blk[i + 1:]
+                break
+
+    def _build_block(self, lin: int, pa: int) -> tuple[list, bool]:
+        """Decode instructions starting at CS:EIP (linear ``lin``, physical ``pa``).
+
+        Returns ``(insns, cacheable)``.
+        """
+        code32 = self.code32
+        cs_room = self.seg_hi[CS] - self.eip + 1
+        if cs_room <= 0:
+            raise CpuFault(GP, 0)
+        page_room = 0x1000 - (pa & 0xFFF)
+        room = min(page_room, cs_room, MAX_BLOCK * 15)
+        ram_page = self.mem.is_ram_page(pa >> 12)
+        if ram_page:
+            self._protect_code_page(pa >> 12)
+            buf = self.ram[pa:pa + room]
+        else:
+            buf = self.mem.read_bytes(pa, room)
+        insns = []
+        pos = 0
+        eip = self.eip
+        while len(insns) < MAX_BLOCK and pos < room:
+            try:
+                d = decode(buf, pos, code32)
+            except NeedBytes:
+                if insns:
+                    break
+                return [self._decode_crossing(lin, buf, page_room, cs_room)], False
+            if d.ends and d.rep and insns and d.mnem in ("MOVS", "CMPS", "STOS", "LODS", "SCAS", "INS", "OUTS"):
+                break   # a REP string instruction is a block of its own
+            insns.append(bind(d, eip, code32))
+            pos += d.len
+            eip = d.next
+            if d.ends:
+                break
+        return insns, ram_page
+
+    def _decode_crossing(self, lin: int, buf: bytes, page_room: int, cs_room: int):
+        """An instruction that runs off the page (or off the CS limit)."""
+        if cs_room <= page_room:
+            raise CpuFault(GP, 0)
+        nxt = (lin & 0xFFFFF000) + 0x1000
+        more = []
+        for i in range(min(15, cs_room - page_room)):
+            try:
+                d = decode(bytes(buf) + bytes(more), 0, self.code32)
+                return bind(d, self.eip, self.code32)
+            except NeedBytes:
+                more.append(self._rd_fetch((nxt + i) & M32))
+        try:
+            d = decode(bytes(buf) + bytes(more), 0, self.code32)
+        except NeedBytes:
+            raise CpuFault(GP, 0) from None
+        return bind(d, self.eip, self.code32)
+
+    def _rd_fetch(self, lin: int) -> int:
+        pa = self.translate(lin, False, self.cpl == 3)
+        return self.mem.read(pa, 1)
+
+    # ------------------------------------------------------------- running
+    def run(self, max_insns: int) -> Stop:
+        """Retire up to ``max_insns`` instructions; return why it stopped."""
+        if self.dead is not None:
+            return self.dead
+        self.stop_at = self.icount + max_insns
+        try:
+            return self._run()
+        except Shutdown as e:
+            self.halted = True
+            self.dead = Stop(StopKind.SHUTDOWN, f"triple fault: {e}", {"eip": self.eip})
+            return self.dead
+        except Exception as e:  # a bug in tvmm: stop this machine only, with a report
+            self.dead = self._internal_error(e)
+            return self.dead
+        finally:
+            self._running = None
+            self._cur_block = None
+            self._running_pfn = -1
+
+    def _internal_error(self, e: BaseException) -> Stop:
+        import traceback
+        lin = (self.seg_base[CS] + self.eip) & M32
+        code = self.read_code_bytes(lin, 16)
+        regs = " ".join(f"{n}={v:08x}" for n, v in zip(
+            ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"), self.regs))
+        detail = (f"internal error in tvmm ({type(e).__name__}: {e}) at cs:eip="
+                  f"{self.seg_sel[CS]:04x}:{self.eip:08x} bytes={code.hex()} {regs}")
+        return Stop(StopKind.ERROR, detail, {"traceback": traceback.format_exc(), "bytes": code})
+
+    def _run(self) -> Stop:
+        blocks = self.blocks
+        prev = None          # last translated block, if it may be chained to the next
+        prev_page = -1
+        while True:
+            if self.attention:
+                stop = self._service()
+                if stop is not None:
+                    return stop
+            left = self.stop_at - self.icount
+            if left <= 0:
+                return Stop(StopKind.BUDGET)
+            # -- fetch: linear CS:EIP -> physical -> decoded block
+            eip = self.eip
+            lin = (self.seg_base[1] + eip) & M32
+            try:
+                if eip > self.seg_hi[1] or eip < self.seg_lo[1]:
+                    raise CpuFault(GP, 0)
+                d = self.tlb_r[lin >> 12]
+                pa = lin + d if d is not None else self.translate(lin, False, self.cpl == 3)
+                key = (pa << 33) | (eip << 1) | self.code32
+                block = blocks.get(key)
+                if block is None:
+                    insns, cacheable = self._build_block(lin, pa)
+                    block = Block(insns)
+                    if cacheable:
+                        blocks[key] = block
+                        self._page_blocks.setdefault(pa >> 12, []).append(key)
+                    else:
+                        block.hits = -1 << 30        # never translate an uncached block
+            except CpuFault as e:
+                self._deliver_fault(e)
+                continue
+            if not (self.slow or self.inhibit) and block.n <= left:
+                fn = block.fn
+                if fn is None:
+                    block.hits += 1
+                    if block.hits >= self.hot and self.translate_blocks:
+                        fn = block.fn = translate(block.insns, self.code32, block.links)
+                if fn is not None:
+                    if prev is not None and prev_page == lin >> 12:
+                        prev.links[eip] = block      # chain: prev jumps straight here next time
+                    self._running = None
+                    self._running_pfn = pa >> 12
+                    nxt = None
+                    try:
+                        while True:
+                            self.block_abort = False
+                            self._cur_block = block
+                            nxt = fn(self)
+                            if nxt is None or self.attention or self.block_abort \
+                                    or nxt.n > self.stop_at - self.icount:
+                                break
+                            block = nxt
+                            fn = block.fn
+                    except CpuFault as e:
+                        self._fault_in_block(block.insns, e)
+                        nxt = prev = None
+                        continue
+                    except Exception:
+                        self._locate_in_block(block.insns)
+                        raise
+                    if nxt is None and block.linkable and not self.block_abort:
+                        prev, prev_page = block, lin >> 12
+                    else:
+                        prev = None
+                    continue
+            prev = None
+            blk = block.insns
+            shadow = self.inhibit        # this one instruction runs in an interrupt shadow
+            if self.slow or shadow:
+                try:
+                    stop = self._pre_step(lin)
+                except CpuFault as e:
+                    self._deliver_fault(e)
+                    continue
+                if stop is not None:
+                    return stop
+                left = 1
+            if len(blk) > left:
+                blk = blk[:left]
+            self._running = blk
+            self._running_key = key
+            self._running_pfn = pa >> 12
+            d = None
+            try:
+                for d in blk:
+                    self.eip = d.next
+                    d.fn(self, d)
+                self.icount += len(blk)
+            except CpuFault as e:
+                self.icount += blk.index(d)
+                self.eip = d.eip
+                self.pending_db &= ~0x4000   # a faulting instruction does not single-step
+                self._deliver_fault(e)
+            except Exception:
+                if d is not None:
+                    self.eip = d.eip         # report the instruction that broke tvmm
+                raise
+            if shadow:
+                # The shadow covers one instruction; one set by this block
+                # (STI, MOV SS, POP SS end their block) covers the next one.
+                self.inhibit = False
+                self._refresh()
+
+    def retired_before(self, d) -> int:
+        """The instruction count as seen by instruction ``d`` while it runs.
+
+        ``icount`` is brought up to date only between blocks (and between
+        iterations of a translated self-loop); ``d``'s index in the running
+        block is added.  Outside a run it is ``icount``.
+        """
+        blk = self._running
+        if blk is None:
+            cur = self._cur_block
+            blk = cur.insns if cur is not None else ()
+        for i, x in enumerate(blk):
+            if x is d:
+                return self.icount + i
+        return self.icount
+
+    def _locate_in_block(self, insns: list) -> int:
+        """Index of the instruction that was executing when a translated
+        block raised: the one whose ``next`` is in EIP (set before it ran)."""
+        eip = self.eip
+        for i, d in enumerate(insns):
+            if d.next == eip:
+                self.eip = d.eip
+                return i
+        return 0
+
+    def _fault_in_block(self, insns: list, e: CpuFault) -> None:
+        self.icount += self._locate_in_block(insns)
+        self.pending_db &= ~0x4000
+        self._deliver_fault(e)
+
+    def _pre_step(self, lin: int) -> Stop | None:
+        """Checks made before an instruction in single-instruction mode."""
+        if self.breakpoints and lin in self.breakpoints:
+            if self.skip_bp_once:
+                self.skip_bp_once = False
+            else:
+                return Stop(StopKind.BREAKPOINT, f"breakpoint at {lin:#010x}", {"lin": lin})
+        self.skip_bp_once = False
+        from . import debug
+        debug.check_exec_breakpoint(self, lin)
+        if self.eflags & TF:
+            # Single-step trap after this instruction (SDM vol. 3, 17.3.1.4).
+            self.pending_db |= 0x4000
+            self.attention = True
+        return None
+
+    def _service(self) -> Stop | None:
+        """Work between blocks: stop requests, debug traps, interrupts, HLT."""
+        if self.stop_request is not None:
+            s, self.stop_request = self.stop_request, None
+            self._refresh()
+            return s
+        if self.pending_db:
+            bits, self.pending_db = self.pending_db, 0
+            self.dr[6] = (self.dr[6] & ~0xF) | bits | DR6_FIXED
+            try:
+                interrupts.deliver(self, DB, None, self.eip, external=False)
+            except CpuFault as e:
+                self._deliver_fault(e)
+        if self.intr and self.eflags & IF and not self.inhibit and self.intr_ack is not None:
+            vector = self.intr_ack()
+            if vector is not None:
+                self.halted = False
+                try:
+                    interrupts.deliver(self, vector, None, self.eip, external=True)
+                except CpuFault as e:
+                    self._deliver_fault(e)
+        if self.stop_request is not None:        # e.g. an intercept claimed the event
+            s, self.stop_request = self.stop_request, None
+            self._refresh()
+            return s
+        if self.halted:
+            self._refresh()
+            return Stop(StopKind.HALTED, f"hlt at {self.eip:#x}")
+        self._refresh()
+        return None
+
+    def _deliver_fault(self, e: CpuFault) -> None:
+        interrupts.deliver_exception(self, e)
+        self._refresh()
+
+    # ----------------------------------------------------------- inspection
+    def flags_value(self) -> int:
+        return materialize(self)
+
+    def cf(self) -> int:
+        return get_cf(self)

@@ -1,0 +1,184 @@
+"""Segment registers: descriptor tables, the hidden descriptor cache, and the
+checks made when a selector is loaded (SDM vol. 3, chapter 5; MOV Sreg).
+
+Invariants of the cache kept on the CPU (``seg_sel/base/limit/attr`` and the
+derived bounds ``seg_lo``, ``seg_hi`` (reads), ``seg_whi`` (writes)):
+- an offset ``off`` may be read iff ``seg_lo <= off <= seg_hi`` and written iff
+  ``seg_lo <= off <= seg_whi``; an unusable segment (null selector in protected
+  mode, execute-only code for reads, read-only data for writes) has -1 as the
+  upper bound, so every access faults.
+- real mode loads change only selector and base (limit and attributes stay,
+  which is how "unreal mode" works on real processors).
+"""
+
+from __future__ import annotations
+
+from .consts import (CS, DESC_CODE, DESC_CONFORMING, DESC_EXPDOWN, DESC_P, DESC_RW, DESC_S, GP, NP,
+                     SS, SS_SEG)
+from .errors import CpuFault
+
+ATTR_G = 1 << 15
+ATTR_DB = 1 << 14
+
+
+def desc_base(lo: int, hi: int) -> int:
+    return (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF000000)
+
+
+def desc_limit(lo: int, hi: int) -> int:
+    limit = (lo & 0xFFFF) | (hi & 0x000F0000)
+    if hi & (1 << 23):
+        limit = (limit << 12) | 0xFFF
+    return limit
+
+
+def desc_attr(hi: int) -> int:
+    """Access byte in bits 0-7, AVL/L/D-B/G in bits 12-15 (as in the descriptor)."""
+    return (hi >> 8) & 0xF0FF
+
+
+def dpl(attr: int) -> int:
+    return (attr >> 5) & 3
+
+
+def set_cache(cpu, seg: int, sel: int, base: int, limit: int, attr: int) -> None:
+    cpu.seg_sel[seg] = sel
+    cpu.seg_base[seg] = base
+    cpu.seg_limit[seg] = limit
+    cpu.seg_attr[seg] = attr
+    _bounds(cpu, seg)
+
+
+def _bounds(cpu, seg: int) -> None:
+    attr = cpu.seg_attr[seg]
+    limit = cpu.seg_limit[seg]
+    top = 0xFFFFFFFF if attr & ATTR_DB else 0xFFFF
+    if not attr & DESC_P and cpu.protected:
+        lo, hi, whi = 0, -1, -1
+    elif attr & DESC_S and not attr & DESC_CODE and attr & DESC_EXPDOWN:
+        lo, hi = limit + 1, top
+        whi = hi if attr & DESC_RW else -1
+    else:
+        lo, hi = 0, limit
+        if attr & DESC_CODE:
+            whi = -1
+            if not attr & DESC_RW and cpu.protected and seg != CS:
+                # Execute-only code is unreadable through DS/ES/FS/GS.  CS keeps
+                # its limit as the read bound because fetch and branch checks
+                # use it (so CS-override reads of execute-only code are
+                # allowed: a documented simplification).
+                hi = -1
+        else:
+            whi = hi if (attr & DESC_RW or not cpu.protected) else -1
+    cpu.seg_lo[seg], cpu.seg_hi[seg], cpu.seg_whi[seg] = lo, hi, whi
+    if seg == CS:
+        cpu.code32 = bool(attr & ATTR_DB)
+    elif seg == SS_SEG:
+        cpu.stack32 = bool(attr & ATTR_DB)
+
+
+def refresh_bounds(cpu) -> None:
+    for s in range(6):
+        _bounds(cpu, s)
+
+
+def load_real(cpu, seg: int, sel: int) -> None:
+    """Real-mode (or CR0.PE=0) load: base = selector * 16."""
+    cpu.seg_sel[seg] = sel & 0xFFFF
+    cpu.seg_base[seg] = (sel & 0xFFFF) << 4
+    if seg == CS:
+        # the code segment is always a usable, readable segment in real mode
+        cpu.seg_attr[seg] |= DESC_P | DESC_S
+    _bounds(cpu, seg)
+
+
+def read_descriptor(cpu, sel: int, vector: int = GP) -> tuple[int, int, int]:
+    """Return ``(lo, hi, linear address)`` of the descriptor ``sel`` names."""
+    index = sel & 0xFFF8
+    if sel & 4:
+        base, limit = cpu.ldtr_base, cpu.ldtr_limit
+        if not cpu.ldtr_sel & 0xFFFC:
+            raise CpuFault(vector, sel & 0xFFFC)
+    else:
+        base, limit = cpu.gdtr_base, cpu.gdtr_limit
+    if index + 7 > limit:
+        raise CpuFault(vector, sel & 0xFFFC)
+    addr = (base + index) & 0xFFFFFFFF
+    return cpu.sys_read(addr, 4), cpu.sys_read(addr + 4, 4), addr
+
+
+def set_accessed(cpu, addr: int, hi: int) -> int:
+    if not (hi >> 8) & 1:
+        hi |= 1 << 8
+        cpu.sys_write(addr + 4, 4, hi)
+    return hi
+
+
+def load_data(cpu, seg: int, sel: int) -> None:
+    """MOV/POP/LDS into DS, ES, FS or GS."""
+    if not cpu.protected:
+        load_real(cpu, seg, sel)
+        return
+    if not sel & 0xFFFC:
+        set_cache(cpu, seg, sel, 0, 0, 0)
+        return
+    lo, hi, addr = read_descriptor(cpu, sel)
+    attr = desc_attr(hi)
+    err = sel & 0xFFFC
+    if not attr & DESC_S or (attr & DESC_CODE and not attr & DESC_RW):
+        raise CpuFault(GP, err)
+    if not (attr & DESC_CODE and attr & DESC_CONFORMING):
+        if dpl(attr) < max(cpu.cpl, sel & 3):
+            raise CpuFault(GP, err)
+    if not attr & DESC_P:
+        raise CpuFault(NP, err)
+    hi = set_accessed(cpu, addr, hi)
+    set_cache(cpu, seg, sel, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+
+
+def load_ss(cpu, sel: int, cpl: int | None = None) -> None:
+    """MOV/POP/LSS into SS (and the stack switch of a privilege change)."""
+    if not cpu.protected:
+        load_real(cpu, SS_SEG, sel)
+        return
+    cpl = cpu.cpl if cpl is None else cpl
+    if not sel & 0xFFFC:
+        raise CpuFault(GP, 0)
+    lo, hi, addr = read_descriptor(cpu, sel)
+    attr = desc_attr(hi)
+    err = sel & 0xFFFC
+    if (sel & 3) != cpl or dpl(attr) != cpl or not attr & DESC_S or attr & DESC_CODE \
+            or not attr & DESC_RW:
+        raise CpuFault(GP, err)
+    if not attr & DESC_P:
+        raise CpuFault(SS, err)
+    hi = set_accessed(cpu, addr, hi)
+    set_cache(cpu, SS_SEG, sel, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+
+
+def load_cs(cpu, sel: int, lo: int, hi: int, addr: int, cpl: int) -> None:
+    """Commit an already-checked code segment descriptor; CPL becomes ``cpl``."""
+    hi = set_accessed(cpu, addr, hi)
+    set_cache(cpu, CS, (sel & 0xFFFC) | cpl, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+    cpu.set_cpl(cpl)
+
+
+def load(cpu, seg: int, sel: int) -> None:
+    """Load any segment register but CS (MOV Sreg, POP Sreg, LxS)."""
+    if seg == SS_SEG:
+        load_ss(cpu, sel)
+    else:
+        load_data(cpu, seg, sel)
+
+
+def revalidate_data_segments(cpu) -> None:
+    """After a return to an outer ring: null any data segment the new CPL may
+    not use (SDM vol. 3, RET/IRET: "checks ES, DS, FS, GS")."""
+    for seg in (0, 3, 4, 5):
+        attr = cpu.seg_attr[seg]
+        if not cpu.seg_sel[seg] & 0xFFFC:
+            continue
+        if attr & DESC_CODE and attr & DESC_CONFORMING:
+            continue
+        if dpl(attr) < cpu.cpl:
+            set_cache(cpu, seg, 0, 0, 0, 0)
