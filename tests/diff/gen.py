@@ -21,27 +21,35 @@ Attributes:      L  LOCK is valid with a memory destination
                  R  REP (F3) is valid (MOVS, STOS, LODS)
                  C  REPE/REPNE (F3/F2) are valid (CMPS, SCAS)
 
-Snippets are short sequences (the families' ``seq`` range) so that flag
-state flows between instructions (tvmm evaluates flags lazily).  The
-generator tracks statically, per instruction:
+Snippets are short sequences (each group's length range in ``FAMILIES``) so
+that flag state flows between instructions (tvmm evaluates flags lazily).
+The generator tracks statically, instruction by instruction:
 
-* the register file: a register is *free* (its initial value is not yet
-  chosen), *known* (pinned initial value, or a value the generator can
-  compute, e.g. ESP after a push), or *unknown* (written by an earlier
-  instruction).  Registers that form an address, a shift count in CL, a
-  string pointer or a loop counter must be free or known; a free one is
-  solved for so that the access lands in the data page (or the stack page);
-* the EFLAGS bits currently undefined (``UNDEFINED_FLAGS``); an instruction
-  that reads an undefined flag (ADC after AND reading AF? no: DAA after AND,
-  RCL after SHL by >= size, LAHF/PUSHF after MUL, SETcc/Jcc ...) is not
-  generated, and the snippet's ``flags_mask`` clears the flags undefined at
-  the end.
+* the register file: a register is *free* (initial value not chosen yet),
+  *known* (pinned initial value, or a value the generator can compute, e.g.
+  ESP after a push or ESI after MOVSB), or *unknown* (written by an earlier
+  instruction).  Registers that form an address, a CL shift count, a BT bit
+  offset, a string pointer/count or a loop counter must be free or known; a
+  free one is solved for so that the access lands in the data page (or the
+  stack page for [eBP]/[eSP]-based forms).  In 16-bit addressing only the low
+  16 bits are solved; the upper halves are random and must not matter;
+* the EFLAGS bits currently undefined (``UNDEFINED_FLAGS``, ``shift_flags``):
+  an instruction that would read one (DAA after AND reads AF, RCL after SHL by
+  >= the operand size reads CF, LAHF/PUSHF/SETcc after MUL, ...) is not
+  generated, and the snippet's ``flags_mask`` clears the flags that are
+  undefined at the end -- or at any instruction that may fault, since a fault
+  ends the snippet with the flags of that moment.  A few flags that unicorn
+  computes wrongly are treated the same way (``Ctx.unicorn_bug``, README).
 
 Destination registers the SDM leaves undefined are never produced: SHLD/SHRD
 with a 16-bit operand and a masked count > 16 are not generated, BSWAP is only
 generated with a 32-bit operand.  BSF/BSR with a zero source leave the
 destination unchanged on Intel hardware and in unicorn (AMD documents it), so
 that case *is* generated and compared.
+
+Entry points: ``generate(seed, family, group, mode)`` builds one snippet
+deterministically from an integer seed; ``snippets(family, group, mode)`` is
+the hypothesis strategy (one drawn seed per example).
 """
 
 from __future__ import annotations
@@ -339,6 +347,11 @@ FAMILIES = {
         "nop_int_ud_bound": (MISC_ROWS + SETTER_ROWS[:10], (1, 3)),
         # every memory operand with a segment override (26 2E 36 3E 64 65), CS-override
         # writes included in real mode
+        # cross-family sequences: lazy flags produced by one kind of instruction and
+        # consumed by another (SHL then SETcc, BT then ADC, IMUL then JO-free CMOVcc, ...)
+        "mix": (ALU_ROWS + INCDEC_ROWS + TEST_ROWS + NOTNEG_ROWS + XCHGOP_ROWS + MULDIV_ROWS + SHIFT_ROWS
+                + SHXD_ROWS + BCD_ROWS + BT_ROWS + BSX_ROWS + SETCC_ROWS + CMOV_ROWS + MOV_ROWS
+                + LEA_XCHG_ROWS + EXT_ROWS + FLAGOP_ROWS + MISC_ROWS, (2, 5)),
         "segovr": (MOV_ROWS[:4] + MOV_ROWS[10:] + ALU_ROWS[:10] + INCDEC_ROWS[2:] + [STRING_ROWS[i] for i in (0, 1, 2, 6)]
                    + EXT_ROWS[-1:], (1, 3)),
     },
@@ -399,6 +412,7 @@ class Ctx:
         self.eflags0 = 0x2
         self.flags_touched = False             # an earlier instruction wrote flags (lazily, in an engine)
         self.uc_mask = 0                       # flags not compared because unicorn gets them wrong
+        self.sticky = 0                        # flags masked for good (state at a possible fault)
         self.force_seg = False                 # every memory operand gets a segment override
         self.cs_write_ok = False               # CS override on a memory write (real mode only)
 
@@ -437,11 +451,11 @@ class Ctx:
     def snapshot(self):
         return (list(self.state), dict(self.init), dict(self.mem), set(self.mem_hard), set(self.mem_written),
                 self.undef, len(self.code), len(self.parts), len(self.desc), set(self.faults), self.df,
-                set(self.protect), self.flags_touched, self.uc_mask, len(self.rows))
+                set(self.protect), self.flags_touched, self.uc_mask, len(self.rows), self.sticky)
 
     def restore(self, s):
         (self.state, self.init, self.mem, self.mem_hard, self.mem_written, self.undef, ncode, nparts,
-         ndesc, self.faults, self.df, self.protect, self.flags_touched, self.uc_mask, nrows) = s
+         ndesc, self.faults, self.df, self.protect, self.flags_touched, self.uc_mask, nrows, self.sticky) = s
         del self.rows[nrows:]
         del self.code[ncode:]
         del self.parts[nparts:]
@@ -527,6 +541,16 @@ class Ctx:
         if writes:
             self.flags_touched = True
 
+    def may_fault(self, helper=False):
+        """The next instruction may stop the snippet with an exception, leaving the flags as
+        they are now: what is undefined now stays masked whatever follows.  ``helper``: the
+        exception is raised inside a unicorn helper (DIV/IDIV #DE, BOUND #BR), which loses
+        pending lazily-evaluated flags (README) -- mask them all then."""
+        self.sticky |= self.undef
+        if helper and self.flags_touched:
+            self.sticky |= ARITH
+            self.uc_mask |= ARITH
+
     def unicorn_bug(self, flags):
         """unicorn leaves ``flags`` wrong here (README): treat them as undefined -- masked at
         the end and never read -- until an instruction defines them again."""
@@ -592,10 +616,6 @@ def reg_op(idx, size):
     return Op("reg", size, idx)
 
 
-def op_mask(op):
-    return ((1 << (8 * op.size)) - 1) << op.shift
-
-
 def reg_value(ctx, op):
     v = ctx.value(op.reg)
     return None if v is None else (v >> op.shift) & ((1 << (8 * op.size)) - 1)
@@ -622,10 +642,9 @@ def _regions(ctx, width, ss_default, data_only):
     return regs
 
 
-def mem_operand(ctx, asz, width, *, data_only=False, access=True, extra=None, esp_now=None) -> MemForm:
+def mem_operand(ctx, asz, width, *, data_only=False, access=True, esp_now=None) -> MemForm:
     """Draw a ModRM memory form (mod 0-2) and make its EA land in range.
 
-    ``extra``: additional (reg, mask) term whose masked value is added (XLAT's AL).
     ``access``: False for LEA (no memory access: any register values).
     """
     mod = ctx.rint(0, 2)
@@ -680,11 +699,6 @@ def mem_operand(ctx, asz, width, *, data_only=False, access=True, extra=None, es
             free.append((r, m))
         else:
             fixed += (v & amask) * m
-    if extra is not None:
-        r, m = extra
-        if not ctx.want(r, ctx.rint(0, m), m) and ctx.known(r) is None:
-            raise Reject("extra term unknown")
-        fixed += ctx.known(r) & m
 
     regions = _regions(ctx, width, ss, data_only)
     lo, hi = ctx.choice(regions)
@@ -771,7 +785,6 @@ _IMPLICIT_W = {
     "DAA": (EAX,), "DAS": (EAX,), "AAA": (EAX,), "AAS": (EAX,), "AAM": (EAX,), "AAD": (EAX,),
     "CMPXCHG": (EAX,), "CMPXCHG8B": (EAX, EDX),
 }
-_LOCKABLE_NEEDS_MEM = True
 
 
 # --------------------------------------------------------------------------
@@ -831,7 +844,7 @@ def _prefix_bytes(ctx, pfx):
     return bytes(pfx)
 
 
-def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
+def emit_generic(ctx: Ctx, row: Row):
     p = parse(row)
     mode = ctx.mode
     osz = 4 if mode == 32 else 2
@@ -860,7 +873,7 @@ def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
         only_mem = eop is not None and eop[0] == "M"
         if only_mem:
             mod = 0
-        elif force_mod3 or ctx.no_mem:
+        elif ctx.no_mem:
             mod = 3
         else:
             mod = 3 if ctx.coin(0.4) else 0
@@ -920,6 +933,10 @@ def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
         _default_values(ctx, ins)
 
     # flags
+    if row.mnem in ("DIV", "IDIV", "BOUND"):
+        ctx.may_fault(helper=True)
+    elif row.mnem == "AAM" and ops[0].value == 0:
+        ctx.may_fault()
     if row.mnem in SHIFTS + ("SHLD", "SHRD"):
         bits = 8 * ops[0].size
         ctx.flags(*shift_flags(row.mnem, bits, ins.count))
@@ -931,9 +948,6 @@ def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
     if row.mnem == "CMPXCHG8B" and touched:
         # unicorn: CMPXCHG8B recomputes CF/PF/AF/SF/OF from a stale lazy-flags state
         ctx.unicorn_bug(CF | PF | AF | SF | OF)
-    if (row.mnem == "BOUND" or (row.mnem == "AAM" and ops[0].value == 0)) and touched:
-        # unicorn: an exception raised inside a helper (#BR, #DE) loses pending lazy flags
-        ctx.unicorn_bug(ARITH)
 
     # register / memory writes
     m = row.mnem
@@ -957,8 +971,6 @@ def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
             ctx.clobber(EDX)
     for r in _IMPLICIT_W.get(m, ()):
         ctx.clobber(r)
-    if m in ("MUL", "IMUL", "DIV", "IDIV", "BOUND"):
-        pass
 
     # segment override / lock
     if memf is not None:
@@ -988,7 +1000,7 @@ def emit_generic(ctx: Ctx, row: Row, *, force_mod3=False, desc_extra=""):
     ctx.code += code
     ctx.desc.append(f"{row}{' o16' if osz == 2 and mode == 32 else ' o32' if osz == 4 and mode == 16 else ''}"
                     f"{' a16' if asz == 2 and mode == 32 else ' a32' if asz == 4 and mode == 16 else ''}"
-                    f"{desc_extra}")
+                    )
     return ins
 
 
@@ -1224,10 +1236,6 @@ def hook_bcd(ctx, ins):
                                   0xFF, 0x05, 0x06)), 0xFF)
 
 
-def hook_xlat(ctx, ins):
-    pass
-
-
 def hook_traps(ctx, ins):
     ctx.faults.add({"INT3": 3, "INTO": 4, "UD2": 6}[ins.row.mnem])
 
@@ -1281,6 +1289,8 @@ def emit_simple(ctx, row):
         pfx.append(0x66)
         osz = 6 - osz
     r, w, u = flag_effect(m)
+    if m in ("INT3", "INTO", "UD2"):
+        ctx.may_fault()
     ctx.flags(r, w, u)
     for reg in _IMPLICIT_W.get(m, ()):
         ctx.clobber(reg)
@@ -1408,9 +1418,9 @@ def emit_string(ctx, row):
 
 # -- stack -------------------------------------------------------------------
 
-def _stack_osz(ctx, allow=True):
+def _stack_osz(ctx):
     osz = 4 if ctx.mode == 32 else 2
-    if allow and ctx.coin(0.3):
+    if ctx.coin(0.3):
         return 6 - osz, [0x66]
     return osz, []
 
@@ -1444,14 +1454,8 @@ def emit_push_pop(ctx, row):
         ctx.code += bytes(pfx) + code
         ctx.desc.append(f"{row}{' o16' if osz == 2 and ctx.mode == 32 else ' o32' if osz == 4 and ctx.mode == 16 else ''}")
         return
-    # PUSH Ev (FF /6) / POP Ev (8F /0): generic ModRM, then the stack effect
-    if m == "PUSH":
-        snap_esp = ctx.known(ESP)
-        if snap_esp is None:
-            raise Reject("ESP unknown")
-        ins = _emit_stack_modrm(ctx, row, pop=False)
-    else:
-        ins = _emit_stack_modrm(ctx, row, pop=True)
+    # PUSH Ev (FF /6) / POP Ev (8F /0): ModRM operand, then the stack effect
+    _emit_stack_modrm(ctx, row, pop=m == "POP")
 
 
 def _emit_stack_modrm(ctx, row, pop):
@@ -1469,8 +1473,6 @@ def _emit_stack_modrm(ctx, row, pop):
     memf = None
     if pop:
         ctx.pop(osz)                    # "POP [ESP+x]": EA computed with the incremented ESP
-    else:
-        pass
     if mod == 3:
         rm = ctx.rint(0, 7)
         if pop:
@@ -1555,7 +1557,7 @@ def emit_enter(ctx, row):
     if lvl > 1:
         _ensure_ebp(ctx, STACK_BASE + 0x40 + osz * lvl)
     ebp = ctx.value(EBP)
-    frame = ctx.push(osz)                  # push EBP; FrameTemp = ESP
+    ctx.push(osz)                          # push EBP; FrameTemp = ESP
     esp_after = ctx.known(ESP)
     for _ in range(lvl - 1 if lvl else 0):
         ctx.push(osz)
@@ -1572,7 +1574,6 @@ def emit_enter(ctx, row):
         ctx.set_known(EBP, (ebp & 0xFFFF0000) | (esp_after & 0xFFFF))
     else:
         ctx.clobber(EBP)
-    del frame
     ctx.code += bytes(pfx) + b"\xC8" + imm_bytes(alloc, 2) + bytes([level])
     ctx.desc.append(f"ENTER C8 Iw,Ib alloc={alloc} level={level}"
                     f"{' o16' if osz == 2 and ctx.mode == 32 else ' o32' if osz == 4 and ctx.mode == 16 else ''}")
@@ -1899,5 +1900,5 @@ def finish(ctx: Ctx, family: str, group: str) -> GenSnippet:
              + "; ".join(ctx.desc))
     parts = tuple(ctx.parts) if family not in ("control",) else ()
     return GenSnippet(mode=ctx.mode, code=bytes(ctx.code), regs=regs, data=bytes(data),
-                      flags_mask=0xFFFFFFFF & ~ctx.undef, label=label, parts=parts,
+                      flags_mask=0xFFFFFFFF & ~(ctx.undef | ctx.sticky), label=label, parts=parts,
                       faults=frozenset(ctx.faults), family=family, rows=tuple(ctx.rows))

@@ -12,12 +12,30 @@ _MEM_SIZE = 0x10000
 
 
 def run_ours(snippet: Snippet) -> Outcome:
+    """Run the snippet interpreted and again translated (every block compiled
+    on first use); the two must agree exactly, and that outcome is returned."""
+    interpreted = _run(snippet, translate=False)
+    translated = _run(snippet, translate=True)
+    if (interpreted.regs, interpreted.data, interpreted.stack, interpreted.exception) != \
+            (translated.regs, translated.data, translated.stack, translated.exception):
+        diff = {k: (hex(interpreted.regs[k]), hex(translated.regs[k]))
+                for k in interpreted.regs if interpreted.regs[k] != translated.regs[k]}
+        raise AssertionError(f"tvmm interpreted and translated runs differ: regs {diff}, "
+                             f"exception {interpreted.exception} vs {translated.exception}, "
+                             f"data equal {interpreted.data == translated.data}, "
+                             f"stack equal {interpreted.stack == translated.stack}, code {snippet.code.hex()}")
+    return translated
+
+
+def _run(snippet: Snippet, translate: bool) -> Outcome:
     mem = PhysicalMemory(_MEM_SIZE)
     # A HLT after the code stops the run without single-stepping, so the
     # snippet runs through the same translated-block path as any guest.
     mem.write_bytes(CODE_BASE, snippet.code + b"\xf4")
     mem.write_bytes(DATA_BASE, snippet.data)
     cpu = CPU(mem)
+    cpu.translate_blocks = translate
+    cpu.hot = 1
     if snippet.mode == 32:
         enter_flat32(cpu, CODE_BASE)
     else:

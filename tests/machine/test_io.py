@@ -112,12 +112,11 @@ def test_cpl3_bitmap_allows_one_port_and_denies_the_next():
     m, io = _box()
     code = b"\xee"                                 # out dx, al   (port 0x3F8: allowed)
     code += mov_r32(2, 0x3F9) + b"\xee"            # out dx, al   (port 0x3F9: denied)
-    end = m.load32(code, eax=0x41, edx=0x3F8)
+    m.load32(code, eax=0x41, edx=0x3F8)
     _user_mode(m, _bitmap({0x3F8}))
     m.cpu.run(100)
     assert io.log == [("out", 0x3F8, 1, 0x41)]
     assert m.events == [(GP, 0, CODE + 6)]
-    assert end
 
 
 @pytest.mark.parametrize("code,port,ok", [
@@ -216,11 +215,10 @@ def test_rep_insw_and_insd_store_port_data():
 
 def test_ins_to_read_only_segment_faults_without_reading_the_port():
     m, io = _box()
-    end = m.load32(b"\x6c", edi=0x20000, edx=0x60)
+    m.load32(b"\x6c", edi=0x20000, edx=0x60)
     segments.set_cache(m.cpu, 0, 0x10, 0, 0xFFFFFFFF, 0xC091)     # ES read-only
     m.cpu.run(100)
     assert io.log == [] and m.events == [(GP, 0, CODE)] and m.cpu.regs[EDI] == 0x20000
-    assert end
 
 
 def test_device_stop_request_interrupts_rep_outs_between_iterations():

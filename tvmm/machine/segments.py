@@ -61,7 +61,7 @@ def _bounds(cpu, seg: int) -> None:
     else:
         lo, hi = 0, limit
         if attr & DESC_CODE:
-            whi = -1
+            whi = -1 if cpu.protected else hi      # real mode: every segment is writable
             if not attr & DESC_RW and cpu.protected and seg != CS:
                 # Execute-only code is unreadable through DS/ES/FS/GS.  CS keeps
                 # its limit as the read bound because fetch and branch checks

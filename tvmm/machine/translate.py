@@ -138,7 +138,23 @@ def _plan(d):
     form = _alu_form(d)
     if form is not None:
         return "alu", form
-    return "call", None
+    if m in ("SHL", "SHR", "SAR") and d.rm >= 0 and d.spec in ("Eb,Ib", "Ev,Ib", "Eb,1", "Ev,1"):
+        from .ops import shift
+        size = 1 if d.spec[1] == "b" else d.osz
+        count = 1 if d.spec.endswith(",1") else d.imm
+        emitted = shift.emit_shift_reg_imm(m, size, d.rm, count)
+        if emitted is not None:
+            return "shift", emitted
+    if d.osz == 4:
+        if m == "PUSH" and d.spec == "Zv":
+            return "push", None
+        if m == "POP" and d.spec == "Zv":
+            return "pop", None
+        if m == "CALL" and d.spec == "Jz":
+            return "callrel", None
+        if m == "RET" and d.spec == "":
+            return "ret", None
+    return "handler", None
 
 
 # CF of the last inlined flag-setter, as an expression over its locals.
@@ -164,10 +180,15 @@ def _classify(insns, plans):
             known = cf_expr
             row = [True, known is None, False, False]
             cf_expr = "b"
+        elif kind == "shift":
+            row = [True, False, False, False]
+            cf_expr = None
         elif kind in ("lea", "nop"):
             row = [False, False, False, False]
         elif kind in ("jmp", "jcc"):
             row = [False, kind == "jcc", True, False]
+        elif kind in ("push", "pop", "callrel", "ret"):
+            row = [False, False, True, kind in ("push", "callrel")]
         else:
             row = [False, True, True, True]
             cf_expr = None
@@ -243,6 +264,50 @@ def translate(insns: list, code32: bool, links: dict | None = None):
             res_valid = True
             if not flags_dead(i):
                 emit([f"cpu.lf_op = {kind_code}", "cpu.lf_b = b", "cpu.lf_res = res"])
+        elif kind == "shift":
+            body, flag_lines = info
+            emit(body)
+            res_valid = True
+            if not flags_dead(i):
+                emit(flag_lines)
+        elif kind in ("push", "callrel"):
+            # 32-bit push through the TLB when SS is a 32-bit stack and the slot
+            # is inside its limits; anything else goes to the handler.
+            h, dd = em.const("h", d.fn), em.const("d", d)
+            value = f"regs[{d.reg}]" if kind == "push" else f"{d.next:#x}"
+            guard = "cpu.stack32 and cpu.seg_lo[2] <= sp <= cpu.seg_whi[2] - 3"
+            if kind == "callrel":
+                guard += f" and {d.imm:#x} <= cpu.seg_hi[1]"
+            emit([f"cpu.eip = {d.next:#x}",
+                  "sp = (regs[4] - 4) & 0xFFFFFFFF",
+                  f"if {guard}:",
+                  "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF"]
+                 + ["    " + line for line in _inline_wr(4, value)]
+                 + ["    regs[4] = sp"]
+                 + ([f"    cpu.eip = {d.imm:#x}"] if kind == "callrel" else [])
+                 + ["else:", f"    {h}(cpu, {dd})"])
+            if kind == "push" and i + 1 < n:
+                abort_check(i)
+            if kind == "callrel":
+                emit([f"cpu.icount += {n}"])
+        elif kind in ("pop", "ret"):
+            h, dd = em.const("h", d.fn), em.const("d", d)
+            emit([f"cpu.eip = {d.next:#x}",
+                  "sp = regs[4]",
+                  "if cpu.stack32 and cpu.seg_lo[2] <= sp <= cpu.seg_hi[2] - 3:",
+                  "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF",
+                  f"    v = {_inline_rd(4)}"])
+            if kind == "pop":
+                emit(["    regs[4] = (sp + 4) & 0xFFFFFFFF", f"    regs[{d.reg}] = v",
+                      "else:", f"    {h}(cpu, {dd})"])
+            else:
+                emit(["    if v <= cpu.seg_hi[1]:",
+                      "        regs[4] = (sp + 4) & 0xFFFFFFFF",
+                      "        cpu.eip = v",
+                      "    else:",
+                      f"        {h}(cpu, {dd})",
+                      "else:", f"    {h}(cpu, {dd})",
+                      f"cpu.icount += {n}"])
         elif kind == "lea":
             eoff = em.const("eoff", d.eoff)
             if d.osz == 4:
@@ -288,7 +353,7 @@ def translate(insns: list, code32: bool, links: dict | None = None):
                     abort_check(i)
             else:
                 emit([f"cpu.icount += {n}"])
-    if plans[-1][0] not in ("jmp", "jcc", "call"):
+    if plans[-1][0] not in ("jmp", "jcc", "handler", "callrel", "ret"):
         emit([f"cpu.eip = {last.next:#x}", f"cpu.icount += {n}"])
     out.append(ret)
     params = ", ".join(f"{k}={k}" for k in em.consts)

@@ -1,0 +1,1 @@
+"""PC devices.  Each implements the ``Device`` protocol of ``base.py``."""
