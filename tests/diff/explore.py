@@ -38,9 +38,11 @@ def _key(msg: str) -> str:
     """Coarse bucket: mnemonic of the first instruction that differs alone (+ segment
     override) and the kinds of state that differ."""
     lines = msg.splitlines()
-    if msg.startswith("tvmm internal error"):
-        return "internal error: " + next((ln.strip() for ln in lines if "Unimplemented" in ln or "Error" in ln),
-                                         lines[-1].strip())
+    if msg.startswith("tvmm failed"):
+        if "interpreted and translated runs differ" in msg:
+            return "tvmm interpreted and translated runs differ"
+        return "tvmm internal error: " + next((ln.strip() for ln in lines if "Unimplemented" in ln or "Error" in ln),
+                                              lines[-1].strip())
     if "the instruction alone" in msg:
         i = next(i for i, ln in enumerate(lines) if "the instruction alone" in ln)
         text = lines[i + 2].strip().split(None, 2)[-1]

@@ -48,7 +48,7 @@ INT_LOOP = Workload(
 MEMCPY = Workload(
     "memcpy-rep-movs",
     bytes.fromhex("5657b900400000fcf3a55f5e4b75f1f4"),
-    {"ebx": 200, "esi": BUF, "edi": BUF + 0x10000},
+    {"ebx": 2000, "esi": BUF, "edi": BUF + 0x10000},
     paging=True,
     iterations_note="""
     1:  push esi ; push edi ; mov ecx, 16384 ; cld ; rep movsd

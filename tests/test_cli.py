@@ -1,0 +1,39 @@
+"""The command line: usage errors, and the benchmark's JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tvmm.bench import setup_tvmm, workloads as W
+from tvmm.cli import main
+
+
+def test_unknown_command_is_one_line_and_exit_2(capsys):
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown command" in err
+
+
+def test_bench_json_contract():
+    out = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--json", "--workload", "call-ret",
+                          "--workload", "page-fault-loop"], capture_output=True, text=True, check=True)
+    doc = json.loads(out.stdout)
+    assert set(doc["workloads"]) == {"call-ret", "page-fault-loop"}
+    for name, fig in doc["workloads"].items():
+        assert fig["mips"] > 0 and fig["instructions"] > 0
+        assert "unicorn_mips" in fig
+    # unicorn can run call-ret (no IDT delivery needed) but not the #PF loop
+    assert doc["workloads"]["call-ret"]["unicorn_mips"] > 0
+    assert doc["workloads"]["page-fault-loop"]["unicorn_mips"] is None
+
+
+def test_bench_workloads_compute_what_they_should():
+    cpu = setup_tvmm(W.PF_LOOP)
+    assert cpu.run(10**8).kind.value == "halted"
+    # 40 sweeps x 256 pages, each page fault mapped by the guest's own handler
+    assert cpu.regs[3] == 0 and cpu.icount == 205_161
+    cpu = setup_tvmm(W.CALL_RET)
+    cpu.run(10**8)
+    assert cpu.regs[0] == 3 * 1 and cpu.regs[1] == 0     # g(1) = 3*1 on the last iteration
