@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import capstone
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -26,10 +26,9 @@ from __future__ import annotations
 import struct
 import weakref
 
-from . import flags as lf
 from . import interrupts, segments
-from .consts import (AC, ARITH, BP, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, DS, EFLAGS_FIXED,
-                     ES, FS, GS, ID, IF, IOPL, M32, NT, RF, SS, SS_SEG, TF, VM, GP, MSR_APIC_BASE)
+from .consts import (AC, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, EFLAGS_FIXED, GP, ID, IF, IOPL,
+                     M32, MSR_APIC_BASE, NT, RF, SS, SS_SEG, TF)
 from .decoder import NeedBytes, bind, decode
 from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import get_cf, materialize
@@ -423,7 +422,21 @@ class CPU:
             self.regs[4] = (self.regs[4] & 0xFFFF0000) | sp
 
     def push32(self, v: int) -> None:
-        self.push(v, 4)
+        """PUSH of a dword; the common 32-bit-stack case goes straight through the TLB."""
+        if not self.stack32:
+            self.push(v, 4)
+            return
+        r = self.regs
+        sp = (r[4] - 4) & M32
+        if sp > self.seg_whi[2] - 3 or sp < self.seg_lo[2]:
+            raise CpuFault(SS, 0)
+        lin = (self.seg_base[2] + sp) & M32
+        t = self.tlb_w[lin >> 12]
+        if t is not None and lin & 0xFFF <= 0xFFC:
+            p32_into(self.ram, lin + t, v)
+        else:
+            self._wr_slow(lin, 4, v)
+        r[4] = sp
 
     def pop(self, size: int) -> int:
         v = self.peek(0, size)

@@ -33,7 +33,7 @@ Contract with the run loop (``CPU._run``):
 from __future__ import annotations
 
 from . import flags as lf
-from .flags import CONDITIONS, get_cf
+from .flags import get_cf
 
 HOT = 8                 # executions before a block is translated
 _NONFAULT = frozenset({"rmr", "reg", "acc", "imm", "z"})
@@ -230,7 +230,7 @@ def translate(insns: list, code32: bool, links: dict | None = None):
         out.extend(ind + line for line in lines)
 
     def abort_check(i):
-        emit([f"if cpu.block_abort:", f"    cpu.icount += {i + 1}", f"    return"])
+        emit(["if cpu.block_abort:", f"    cpu.icount += {i + 1}", "    return"])
 
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
         ops = {"rm": str(d.rm), "reg": str(d.reg), "imm": hex(d.imm) if isinstance(d.imm, int) else "0"}
@@ -333,7 +333,7 @@ def translate(insns: list, code32: bool, links: dict | None = None):
                       f"        if {budget}:",
                       f"            cpu.eip = {d.imm:#x}",
                       f"            {ret}",
-                      f"        continue",
+                      "        continue",
                       f"    {h}(cpu, {dd})      # target past the CS limit: #GP",
                       f"cpu.icount += {n}",
                       ret])
@@ -341,7 +341,7 @@ def translate(insns: list, code32: bool, links: dict | None = None):
                 emit([f"if {cond}:",
                       f"    if {d.imm:#x} <= cpu.seg_hi[1]:",
                       f"        cpu.eip = {d.imm:#x}",
-                      f"    else:",
+                      "    else:",
                       f"        {h}(cpu, {dd})  # target past the CS limit: #GP",
                       f"cpu.icount += {n}"])
         else:

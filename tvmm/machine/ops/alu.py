@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import flags as lf
 from ..flags import get_cf
-from ..registry import HANDLERS, register
+from ..registry import register
 from .common import MASKS, SZI, compile_handler, get_reg, set_reg
 
 KIND = {"ADD": lf.ADD, "OR": lf.LOGIC, "ADC": lf.ADC, "SBB": lf.SBB, "AND": lf.LOGIC,

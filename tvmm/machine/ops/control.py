@@ -31,7 +31,7 @@ from .. import interrupts, segments
 from ..consts import (AC, BR, CS, DESC_CODE, DESC_CONFORMING, DESC_EXPDOWN, DESC_P, DESC_RW,
                       DESC_S, GP, ID, IF, IOPL, M32, MSR_SYSENTER_CS, MSR_SYSENTER_EIP,
                       MSR_SYSENTER_ESP, NP, NT, OF, RF, SS, SS_SEG, TS, VM)
-from ..cpu import p32_into, u32_from
+from ..cpu import u32_from
 from ..errors import CpuFault
 from ..flags import CONDITIONS, get_cf, materialize
 from ..optable import CC
@@ -100,25 +100,11 @@ for _i, _cc in enumerate(CC):
 
 
 def _call32_rel(cpu, d):
-    """CALL rel32 (hot: the return address goes straight through the TLB on
-    a 32-bit stack)."""
+    """CALL rel32: the target is checked before the return address is pushed."""
     t = d.imm
     if t > cpu.seg_hi[1]:
         raise CpuFault(GP, 0)
-    r = cpu.regs
-    if cpu.stack32:
-        sp = (r[4] - 4) & M32
-        if sp > cpu.seg_whi[2] - 3 or sp < cpu.seg_lo[2]:
-            raise CpuFault(SS, 0)
-        lin = (cpu.seg_base[2] + sp) & M32
-        w = cpu.tlb_w[lin >> 12]
-        if w is not None and lin & 0xFFF <= 0xFFC:
-            p32_into(cpu.ram, lin + w, d.next)
-        else:
-            cpu._wr_slow(lin, 4, d.next)
-        r[4] = sp
-    else:
-        cpu.push(d.next, 4)
+    cpu.push32(d.next)
     cpu.eip = t
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .. import segments
 from ..consts import ES, FS, GS, DS, CS, IF, IOPL, M32, RF, SS, SS_SEG
-from ..cpu import EFLAGS_WRITABLE, p32_into, u32_from
+from ..cpu import EFLAGS_WRITABLE, u32_from
 from ..errors import CpuFault
 from ..flags import materialize
 from ..registry import register
@@ -62,21 +62,7 @@ def push_all(cpu, values, size: int) -> None:
 def _push32_r(cpu, d):
     """PUSH r32 (also PUSH Ev register form).  PUSH ESP pushes the value from
     before the decrement (SDM vol. 2, PUSH)."""
-    r = cpu.regs
-    v = r[d.rm]
-    if cpu.stack32:
-        sp = (r[4] - 4) & M32
-        if sp > cpu.seg_whi[2] - 3 or sp < cpu.seg_lo[2]:
-            raise CpuFault(SS, 0)
-        lin = (cpu.seg_base[2] + sp) & M32
-        t = cpu.tlb_w[lin >> 12]
-        if t is not None and lin & 0xFFF <= 0xFFC:
-            p32_into(cpu.ram, lin + t, v)
-        else:
-            cpu._wr_slow(lin, 4, v)
-        r[4] = sp
-    else:
-        cpu.push(v, 4)
+    cpu.push32(cpu.regs[d.rm])
 
 
 def _push16_r(cpu, d):
@@ -115,20 +101,7 @@ register("POP", "Zv", {2: _pop16_r, 4: _pop32_r})
 
 # ---------------------------------------------------------- PUSH immediate
 def _push32_imm(cpu, d):
-    r = cpu.regs
-    if cpu.stack32:
-        sp = (r[4] - 4) & M32
-        if sp > cpu.seg_whi[2] - 3 or sp < cpu.seg_lo[2]:
-            raise CpuFault(SS, 0)
-        lin = (cpu.seg_base[2] + sp) & M32
-        t = cpu.tlb_w[lin >> 12]
-        if t is not None and lin & 0xFFF <= 0xFFC:
-            p32_into(cpu.ram, lin + t, d.imm)
-        else:
-            cpu._wr_slow(lin, 4, d.imm)
-        r[4] = sp
-    else:
-        cpu.push(d.imm, 4)
+    cpu.push32(d.imm)
 
 
 def _push16_imm(cpu, d):
