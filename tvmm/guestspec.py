@@ -1,0 +1,104 @@
+"""Guest specifications from the command line: ``name=NAME,kernel=ELF,...``.
+
+``parse_guest(text)`` turns one ``--guest`` value into a ``GuestSpec`` or
+raises ``SpecError`` with one line saying what is wrong.  Paths are checked
+for existence when the machine is built, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+BOOT_METHODS = ("multiboot", "disk", "rom")
+DEFAULT_MEM = 128 << 20
+MIN_MEM = 2 << 20
+MAX_MEM = 3 << 30           # below the 32-bit device hole
+
+
+class SpecError(ValueError):
+    """A malformed guest specification or option value."""
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    name: str
+    kernel: str | None = None
+    cmdline: str = ""
+    disk0: str | None = None
+    disk1: str | None = None
+    mem: int = DEFAULT_MEM
+    boot: str = "multiboot"
+    rom: str | None = None
+
+
+KEYS = ("name", "kernel", "cmdline", "disk0", "disk1", "mem", "boot", "rom")
+
+
+def parse_size(text: str) -> int:
+    """``64M``, ``1G``, ``512K``, ``65536`` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise SpecError(f"bad memory size {text!r} (use e.g. 64M or 1G)")
+    n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+    if n < MIN_MEM or n > MAX_MEM:
+        raise SpecError(f"memory size {text} out of range ({MIN_MEM >> 20} MiB to {MAX_MEM >> 30} GiB)")
+    if n % 4096:
+        raise SpecError(f"memory size {text} is not a multiple of 4 KiB")
+    return n
+
+
+def _split(text: str) -> list[str]:
+    """Split on commas, except inside a cmdline value quoted with '…' or "…"."""
+    parts, cur, quote = [], [], None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                cur.append(ch)
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if quote:
+        raise SpecError(f"unterminated quote in guest specification {text!r}")
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_guest(text: str, default_name: str = "guest0") -> GuestSpec:
+    fields: dict[str, str] = {}
+    if "=" not in text and text.strip():
+        # a bare path is shorthand for kernel=PATH
+        return GuestSpec(name=default_name, kernel=text.strip())
+    for part in _split(text):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise SpecError(f"guest option {part!r} needs a value (KEY=VALUE)")
+        if key not in KEYS:
+            raise SpecError(f"unknown guest option {key!r} (known: {', '.join(KEYS)})")
+        if key in fields:
+            raise SpecError(f"guest option {key!r} given twice")
+        fields[key] = value
+    name = fields.pop("name", default_name).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", name):
+        raise SpecError(f"bad guest name {name!r} (letters, digits, '_', '.', '-'; at most 32)")
+    boot = fields.pop("boot", "").strip().lower()
+    mem = parse_size(fields.pop("mem")) if "mem" in fields else DEFAULT_MEM
+    spec = dict(name=name, mem=mem, **{k: v for k, v in fields.items()})
+    if not boot:
+        boot = "multiboot" if spec.get("kernel") else ("rom" if spec.get("rom") else "disk")
+    if boot not in BOOT_METHODS:
+        raise SpecError(f"unknown boot method {boot!r} (use {', '.join(BOOT_METHODS)})")
+    spec["boot"] = boot
+    need = {"multiboot": "kernel", "disk": "disk0", "rom": "rom"}[boot]
+    if not spec.get(need):
+        raise SpecError(f"guest {name!r}: boot={boot} needs {need}=PATH")
+    return GuestSpec(**spec)
