@@ -518,7 +518,7 @@ class LocalApic:
 
     def _time_of_decrement(self, n: int) -> int:
         """The first instruction count at which ``n`` decrements have happened."""
-        return self.timer_base_time + n * self.divisor * self.clock.ips // self.timer_hz
+        return self.timer_base_time + -(-n * self.divisor * self.clock.ips // self.timer_hz)
 
     def current_count(self) -> int:
         base = self.timer_base_count
