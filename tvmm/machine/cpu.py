@@ -696,6 +696,19 @@ class CPU:
                 return self.icount + i
         return self.icount
 
+    def insn_time(self) -> int:
+        """The instruction count as seen by the instruction executing now
+        (found by its ``next`` in EIP); between runs, ``icount``."""
+        blk = self._running
+        if blk is None:
+            cur = self._cur_block
+            blk = cur.insns if cur is not None else ()
+        eip = self.eip
+        for i, d in enumerate(blk):
+            if d.next == eip:
+                return self.icount + i
+        return self.icount
+
     def _locate_in_block(self, insns: list) -> int:
         """Index of the instruction that was executing when a translated
         block raised: the one whose ``next`` is in EIP (set before it ran)."""
