@@ -11,6 +11,7 @@ import sys
 USAGE = """usage: tvmm <command> [options]
 
 commands:
+  run        boot a guest: tvmm run --headless KERNEL.elf
   bench      guest instructions per second on fixed workloads (--json)
 """
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0
     cmd, rest = argv[0], argv[1:]
+    if cmd == "run":
+        from .headless import main as run_main
+        return run_main(rest)
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest)

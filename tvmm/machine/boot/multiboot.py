@@ -129,7 +129,10 @@ def load(mem, path: str, cmdline: str = "", modules: list[tuple[str, str]] | Non
          image: bytes | None = None) -> BootInfo:
     """Load a Multiboot kernel into ``mem``; ``modules`` are (path, string) pairs."""
     image = read_kernel(path) if image is None else image
-    hdr_off, words = find_header(image)
+    try:
+        hdr_off, words = find_header(image)
+    except BootError as e:
+        raise BootError(f"{path}: {e}") from None
     flags = words[1]
     unsupported = flags & 0xFFFF & ~SUPPORTED_REQUIRED & ~MB_VIDEO_MODE
     if unsupported:

@@ -1,0 +1,51 @@
+"""`tvmm run --headless`: the command-line contract (output, exit status, errors)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HELLO = ROOT / "samples" / "build" / "hello.elf"
+
+
+def tvmm(*args):
+    return subprocess.run([sys.executable, "-m", "tvmm", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_hello_runs_and_exits_with_the_debug_exit_status():
+    r = tvmm("run", "--headless", str(HELLO))
+    assert r.returncode == 1                      # qemu_exit(0) -> (0 << 1) | 1
+    assert "Hello from the hello sample kernel!" in r.stdout
+    assert "multiboot magic 0x2badb002 ok" in r.stdout
+    assert r.stderr == ""
+
+
+def test_guest_spec_memory_reaches_the_guest():
+    r = tvmm("run", "--headless", "--guest", f"name=h,kernel={HELLO},mem=48M")
+    assert "memory: 48 MiB" in r.stdout
+
+
+def test_screen_is_printed_at_exit():
+    r = tvmm("run", "--headless", "--screen", str(HELLO))
+    assert r.stdout.rstrip().endswith("bye")
+
+
+def test_budget_exhausted_is_exit_1_with_a_reason():
+    r = tvmm("run", "--headless", "--max-insns", "1000", str(HELLO))
+    assert r.returncode == 1 and "budget" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path):
+    notelf = tmp_path / "x.elf"
+    notelf.write_bytes(b"hello")
+    for args, words in [((str(tmp_path / "missing.elf"),), "no such kernel file"),
+                        ((str(notelf),), "no Multiboot header"),
+                        (("--guest", "kernel=k,colour=red"), "unknown guest option"),
+                        (("--frobnicate",), "unrecognized arguments"),
+                        ((), "no guest given")]:
+        r = tvmm("run", "--headless", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert words in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
