@@ -50,3 +50,14 @@ class PortBus:
         e = self._map.get(port)
         if e is not None:
             e[0].port_write(port, size, value & ((1 << (8 * size)) - 1))
+
+
+def read_bytewise(read_byte, port: int, size: int) -> int:
+    """A 16/32-bit access to a device with 8-bit registers: consecutive byte
+    reads, little-endian (as the ISA bus splits it)."""
+    return sum(read_byte(port + i) << (8 * i) for i in range(size))
+
+
+def write_bytewise(write_byte, port: int, size: int, value: int) -> None:
+    for i in range(size):
+        write_byte(port + i, (value >> (8 * i)) & 0xFF)

@@ -53,6 +53,7 @@ UI bookkeeping, not device state, so it is not in the snapshot, and
 
 from __future__ import annotations
 
+from ..bus import read_bytewise, write_bytewise
 from ..clock import Clock
 
 VRAM_BASE = 0xB8000
@@ -176,11 +177,10 @@ class Cga:
 
     # -- ports ------------------------------------------------------------------------
     def port_read(self, port: int, size: int) -> int:
-        return sum(self._read_byte(port + i) << (8 * i) for i in range(size))
+        return read_bytewise(self._read_byte, port, size)
 
     def port_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        write_bytewise(self._write_byte, port, size, value)
 
     def _read_byte(self, port: int) -> int:
         if PORT_BASE <= port < MODE_PORT:

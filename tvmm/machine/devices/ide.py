@@ -73,6 +73,7 @@ from __future__ import annotations
 import errno
 import os
 
+from ..bus import read_bytewise, write_bytewise
 from ..clock import Clock
 from ..irq import IrqLine
 
@@ -430,14 +431,13 @@ class IdeChannel:
     def port_read(self, port: int, size: int) -> int:
         if port == self.base + REG_DATA:
             return self._read_data(size)
-        return sum(self._read_byte(port + i) << (8 * i) for i in range(size))
+        return read_bytewise(self._read_byte, port, size)
 
     def port_write(self, port: int, size: int, value: int) -> None:
         if port == self.base + REG_DATA:
             self._write_data(size, value)
             return
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        write_bytewise(self._write_byte, port, size, value)
 
     def _read_byte(self, port: int) -> int:
         if not self.present:

@@ -65,6 +65,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
+from ..bus import read_bytewise, write_bytewise
 from ..irq import IrqLine
 
 MASTER_BASE, SLAVE_BASE, ELCR_BASE = 0x20, 0xA0, 0x4D0
@@ -407,11 +408,10 @@ class Pic:
 
     def port_read(self, port: int, size: int) -> int:
         """Wider accesses act as byte accesses on consecutive ports."""
-        return sum(self._read_byte(port + i) << (8 * i) for i in range(size))
+        return read_bytewise(self._read_byte, port, size)
 
     def port_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        write_bytewise(self._write_byte, port, size, value)
 
     # -- Device protocol --------------------------------------------------------
 

@@ -67,6 +67,7 @@ number (``edge_tick``) in the snapshot.
 
 from __future__ import annotations
 
+from ..bus import read_bytewise, write_bytewise
 from ..clock import Clock, Timer
 from ..irq import IrqLine
 
@@ -398,11 +399,10 @@ class Pit:
 
     def port_read(self, port: int, size: int) -> int:
         """Wider accesses act as byte accesses on consecutive ports."""
-        return sum(self._read_byte(port + i) << (8 * i) for i in range(size))
+        return read_bytewise(self._read_byte, port, size)
 
     def port_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        write_bytewise(self._write_byte, port, size, value)
 
     def _read_byte(self, port: int) -> int:
         if not PIT_BASE <= port < CONTROL_PORT:
