@@ -64,14 +64,23 @@ def test_clock_fires_in_deadline_then_schedule_order_and_never_goes_back():
     c = Clock(ips=1000)
     fired = []
     c.at(50, lambda now: fired.append(("b", now)), "b")
+    # a periodic timer re-arming itself from its callback must not drift
+    ticks = []
+
+    def tick(now):
+        ticks.append(now)
+        if len(ticks) < 4:
+            c.after(7, tick, "tick")
+    c.at(3, tick, "tick")
     c.at(10, lambda now: fired.append(("a", now)), "a")
     t = c.at(50, lambda now: fired.append(("c", now)), "c")
     c.at(50, lambda now: fired.append(("d", now)), "d")
     t.cancel()
-    assert c.next_deadline() == 10
-    assert c.advance(49) == 1
+    assert c.next_deadline() == 3
+    assert c.advance(49) == 1 + 4
+    assert ticks == [3, 10, 17, 24]
     assert c.advance(60) == 2
-    assert fired == [("a", 49), ("b", 60), ("d", 60)]
+    assert fired == [("a", 10), ("b", 50), ("d", 50)]       # each at its own deadline
     assert c.next_deadline() is None
     with pytest.raises(ValueError):
         c.advance(59)

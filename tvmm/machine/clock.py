@@ -67,17 +67,23 @@ class Clock:
         return heap[0].deadline if heap else None
 
     def advance(self, now: int) -> int:
-        """Move time to ``now`` and fire every event due; returns how many fired."""
+        """Move time to ``now``, firing every event due on the way; returns how many fired.
+
+        Each callback runs with ``self.now`` at its own deadline and receives
+        it, so a device re-arming a timer from its callback does not drift
+        when the runner jumps over several deadlines at once.
+        """
         if now < self.now:
             raise ValueError("virtual time cannot go backwards")
-        self.now = now
         fired = 0
         heap = self._heap
         while heap and heap[0].deadline <= now:
             t = heapq.heappop(heap)
             if not t.cancelled:
-                t.fn(now)
+                self.now = max(self.now, t.deadline)
+                t.fn(self.now)
                 fired += 1
+        self.now = now
         return fired
 
     def pending(self) -> list[tuple[int, str]]:
