@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+from .boot import firmware_tables
 from .bus import PortBus
 from .clock import DEFAULT_IPS, Clock
 from .cpu import CPU
@@ -75,7 +76,7 @@ class PC:
         # -- interrupt fabric
         pic_out = IrqLine("pic-intr")
         self.pic = Pic(pic_out)
-        self.ioapic = IoApic(self._ioapic_deliver)
+        self.ioapic = IoApic(self._ioapic_deliver, firmware_tables.IOAPIC_ID)
         self.lapic = LocalApic(clock, 0, on_eoi=self.ioapic.eoi, extint_pending=lambda: pic_out.level,
                                extint_ack=self.pic.acknowledge, intr=IrqLine("cpu-intr", cpu.set_intr))
         pic_out.connect(self.lapic.extint_changed)
@@ -110,6 +111,7 @@ class PC:
                 dev.attach(self.bus)
             self.testdev.attach(self.bus, self.mem)
             self.devices += [self.debug_exit, self.fw_cfg, self.testdev, self.post]
+        firmware_tables.install(self.mem)          # what the BIOS would have left
 
     # -- wiring helpers
     def _isa_line(self, n: int) -> IrqLine:
