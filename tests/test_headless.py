@@ -49,3 +49,29 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
         r = tvmm("run", "--headless", *args)
         assert r.returncode == 2, (args, r.stderr)
         assert words in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_expect_script_completes_with_status_0():
+    r = tvmm("run", "--headless", "--expect", "magic 0x2badb002 ok", "--expect", "guest0:bye\\r\\n", str(HELLO))
+    assert r.returncode == 0, r.stderr
+
+
+def test_expect_never_seen_is_exit_1_naming_the_text():
+    r = tvmm("run", "--headless", "--expect", "bye", "--expect", "login: ", str(HELLO))
+    assert r.returncode == 1
+    assert "'login: '" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_send_types_into_com1():
+    # hello never reads its UART; the bytes must still reach the device's
+    # receive FIFO (LSR.DR), which the in-process check below confirms.
+    from tvmm.headless import _advance_script
+    from tvmm.machine.pc import PC
+    pc = PC(8 << 20)
+    pc.com1.port_write(0x3FA, 1, 0x07)                 # the guest driver enables the FIFO
+    script = [("send", b"ls\n"), ("expect", b"never")]
+    _advance_script(pc, script, bytearray(), 0)
+    assert script == [("expect", b"never")]
+    pc.clock.advance(pc.clock.now + 10_000_000)
+    assert pc.com1.port_read(0x3FD, 1) & 1            # data ready
+    assert bytes(pc.com1.port_read(0x3F8, 1) for _ in range(3)) == b"ls\n"
