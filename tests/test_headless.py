@@ -75,3 +75,24 @@ def test_send_types_into_com1():
     pc.clock.advance(pc.clock.now + 10_000_000)
     assert pc.com1.port_read(0x3FD, 1) & 1            # data ready
     assert bytes(pc.com1.port_read(0x3F8, 1) for _ in range(3)) == b"ls\n"
+
+
+def test_disk_boot_from_an_image_file(tmp_path):
+    from tests.machine.boot.test_disk_boot import BOOT_SECTOR
+    img = tmp_path / "boot.img"
+    img.write_bytes(BOOT_SECTOR + b"hi from disk\n\0".ljust(512, b"\0") + bytes(1024))
+    r = tvmm("run", "--headless", "--guest", f"disk0={img}")
+    assert r.returncode == ((0x80 << 1) | 1) & 0xFF and r.stdout == "hi from disk\n"   # exit codes are 8 bits
+    assert img.read_bytes()[:512] == BOOT_SECTOR              # copy-on-write: the file is untouched
+
+
+def test_bad_disk_images_are_one_line_errors(tmp_path):
+    odd = tmp_path / "odd.img"
+    odd.write_bytes(b"x" * 100)
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(1024))
+    for spec, words in [(f"disk0={tmp_path / 'none.img'}", "not found"),
+                        (f"disk0={odd}", "512"),
+                        (f"disk0={blank}", "not a bootable disk")]:
+        r = tvmm("run", "--headless", "--guest", spec)
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -25,6 +25,7 @@ import time
 
 from .guestspec import SpecError, parse_guest
 from .machine.boot import BootError
+from .machine.boot import disk as diskboot
 from .machine.boot import multiboot
 from .machine.errors import StopKind
 from .machine.pc import PC
@@ -97,8 +98,8 @@ def main(argv: list[str]) -> int:
         if len(specs) > 1:
             raise UsageError("several guests need the monitor, which is not available yet: give one guest")
         spec = specs[0]
-        if spec.boot != "multiboot":
-            raise UsageError(f"boot={spec.boot} is not available yet: use a Multiboot kernel")
+        if spec.boot == "rom":
+            raise UsageError("boot=rom is not available yet: use a Multiboot kernel or boot=disk")
         if args.max_insns is not None and args.max_insns <= 0:
             raise UsageError("--max-insns must be positive")
         script = _script(args.script, spec.name)
@@ -109,8 +110,12 @@ def main(argv: list[str]) -> int:
             out.write(bytes((b,)))
             console.append(b)
         pc = PC(spec.mem, on_console=on_console, disks=(spec.disk0, spec.disk1))
-        info = multiboot.load(pc.mem, spec.kernel, spec.cmdline)
-        multiboot.enter(pc.cpu, info)
+        if spec.boot == "disk":
+            diskboot.load(pc.mem, pc.disks[0])
+            diskboot.enter(pc.cpu)
+        else:
+            info = multiboot.load(pc.mem, spec.kernel, spec.cmdline)
+            multiboot.enter(pc.cpu, info)
     except (UsageError, SpecError, BootError) as e:
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2

@@ -43,6 +43,9 @@ class Clock:
         self.now = 0
         self._heap: list[Timer] = []
         self._seq = 0
+        # Called with each new deadline: lets the runner end the CPU's
+        # current slice early when a device schedules something sooner.
+        self.on_new_deadline: Callable[[int], None] | None = None
 
     def ns_to_insns(self, ns: int) -> int:
         return max(1, ns * self.ips // 1_000_000_000)
@@ -55,6 +58,8 @@ class Clock:
         self._seq += 1
         t = Timer(max(deadline, self.now), self._seq, fn, name)
         heapq.heappush(self._heap, t)
+        if self.on_new_deadline is not None:
+            self.on_new_deadline(t.deadline)
         return t
 
     def after(self, delta: int, fn: Callable[[int], None], name: str = "") -> Timer:

@@ -73,6 +73,7 @@ class PC:
         self.cpu = cpu = CPU(self.mem, _Timed(self, self.bus))
         self.idle = 0
         self.exit_status: int | None = None
+        clock.on_new_deadline = self._new_deadline
         # -- interrupt fabric
         pic_out = IrqLine("pic-intr")
         self.pic = Pic(pic_out)
@@ -141,6 +142,16 @@ class PC:
     # -- time
     def now(self) -> int:
         return self.cpu.icount + self.idle
+
+    def _new_deadline(self, deadline: int) -> None:
+        """A device scheduled an event inside the running slice: end the slice
+        there.  Port I/O ends its block, so the CPU stops exactly at the
+        deadline; an event scheduled by a memory-mapped store is taken at the
+        end of that store's block (a few instructions late, the same in
+        every run)."""
+        at = deadline - self.idle
+        if at < self.cpu.stop_at:
+            self.cpu.stop_at = at
 
     def sync_clock(self) -> None:
         """Make ``clock.now`` the count of the instruction executing right now."""
