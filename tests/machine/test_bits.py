@@ -254,7 +254,7 @@ def test_bt_reads_read_only_page_but_bts_faults():
     ro = _ReadOnlyData()
     ro.m.write(MEM, b"\x01")
     cpu = ro.run(b"\x0f\xba\x26\x00")                             # bt dword [esi], 0
-    assert ro.vectors == [] and cpu.flags_value() & CF
+    assert ro.vectors == [] and cpu.get_eflags() & CF
     cpu = ro.run(b"\x0f\xba\x2e\x00")                             # bts dword [esi], 0
     assert ro.vectors == [(14, 0x3)]
 

@@ -115,7 +115,7 @@ class _Tvmm:
             assert eip == CODE_BASE, f"{case.label}: fault eip {eip:#x}"
         for i, n in ((ESP, "esp"), (ESI, "esi"), (EDI, "edi")):
             assert cpu.regs[i] == regs[n], f"{case.label}: {n} changed"
-        return (cpu.regs[:], cpu.flags_value(), m.read(DATA_BASE, PAGE), self.vector)
+        return (cpu.regs[:], cpu.get_eflags(), m.read(DATA_BASE, PAGE), self.vector)
 
 
 _TVMM = _Tvmm()
@@ -282,7 +282,7 @@ def _run32(code: bytes, n: int = 1, flags: int = 0, mem: bytes = b"", **regs) ->
 
 
 def _flags(m: Machine) -> int:
-    return m.cpu.flags_value() & ARITH
+    return m.cpu.get_eflags() & ARITH
 
 
 def test_shl32_by_one_sets_cf_of():

@@ -104,9 +104,9 @@ def decode_modrm_address(buf, pos: int, modrm: int, a32: bool, seg_override):
             if idx != 4:
                 index = idx
             if b == 5 and mod == 0:
-                disp = int.from_bytes(buf[pos:pos + 4], "little")
                 if len(buf) < pos + 4:
                     raise IndexError
+                disp = int.from_bytes(buf[pos:pos + 4], "little")
                 pos += 4
             else:
                 base = b

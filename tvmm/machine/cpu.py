@@ -26,12 +26,12 @@ from __future__ import annotations
 import struct
 import weakref
 
-from . import interrupts, segments
+from . import debug, interrupts, segments
 from .consts import (AC, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, EFLAGS_FIXED, GP, ID, IF, IOPL,
                      M32, MSR_APIC_BASE, NT, RF, SS, SS_SEG, TF)
 from .decoder import NeedBytes, bind, decode
 from .errors import CpuFault, Shutdown, Stop, StopKind
-from .flags import get_cf, materialize
+from .flags import materialize
 from .mmu import walk
 from .translate import HOT, Block, translate
 
@@ -199,13 +199,10 @@ class CPU:
 
     def _refresh(self) -> None:
         """Recompute the flags the run loop polls between blocks."""
-        self.slow = bool(self.eflags & TF or self.breakpoints or (self.dr[7] & 0xFF and self._dr_exec()))
+        self.slow = bool(self.eflags & TF or self.breakpoints or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
         self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
                               or (self.intr and self.eflags & IF) or self.slow)
 
-    def _dr_exec(self) -> bool:
-        dr7 = self.dr[7]
-        return any(dr7 & (3 << (2 * i)) and not (dr7 >> (16 + 4 * i)) & 3 for i in range(4))
 
     def set_intr(self, level: bool) -> None:
         """The interrupt controller drives the INTR pin."""
@@ -393,7 +390,6 @@ class CPU:
         return bytes(out)
 
     def _check_watch(self, lin: int, size: int, write: bool) -> None:
-        from . import debug
         debug.check_data_access(self, lin, size, write)
 
     # ----------------------------------------------------------- segmentation
@@ -732,7 +728,6 @@ class CPU:
             else:
                 return Stop(StopKind.BREAKPOINT, f"breakpoint at {lin:#010x}", {"lin": lin})
         self.skip_bp_once = False
-        from . import debug
         debug.check_exec_breakpoint(self, lin)
         if self.eflags & TF:
             # Single-step trap after this instruction (SDM vol. 3, 17.3.1.4).
@@ -775,9 +770,3 @@ class CPU:
         interrupts.deliver_exception(self, e)
         self._refresh()
 
-    # ----------------------------------------------------------- inspection
-    def flags_value(self) -> int:
-        return materialize(self)
-
-    def cf(self) -> int:
-        return get_cf(self)

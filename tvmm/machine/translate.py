@@ -78,8 +78,6 @@ def _alu_form(d):
     form = alu.FORMS.get(d.spec)
     if form is None or d.mnem not in alu.EXPR:
         return None
-    if d.mnem == "TEST" and d.spec not in ("Eb,Gb", "Ev,Gv", "AL,Ib", "eAX,Iz", "Eb,Ib", "Ev,Iz"):
-        return None
     (dst, src), byte = form
     size = 1 if byte else d.osz
     kinds = tuple(("rmr" if d.rm >= 0 else "rmm") if k == "rm" else k for k in (dst, src))
@@ -87,8 +85,10 @@ def _alu_form(d):
 
 
 class _Emitter:
-    def __init__(self, insns):
-        self.insns = insns
+    """Collects the constants (handlers, decoded instructions, EA closures)
+    a compiled block binds as default arguments."""
+
+    def __init__(self):
         from .cpu import p16_into, p32_into, u16_from, u32_from
         self.consts: dict[str, object] = {"get_cf": get_cf, "u16": u16_from, "u32": u32_from,
                                           "p16": p16_into, "p32": p32_into}
@@ -199,7 +199,7 @@ def _classify(insns, plans):
 def translate(insns: list, code32: bool, links: dict | None = None):
     """Compile a block; returns ``fn(cpu) -> Block | None`` (see the module docstring)."""
     from .ops import alu
-    em = _Emitter(insns)
+    em = _Emitter()
     em.consts["links"] = links if links is not None else {}
     last = insns[-1]
     ret = "return links.get(cpu.eip)" if (last.mnem in LINKABLE or not last.ends) else "return None"
