@@ -37,3 +37,8 @@ def test_bench_workloads_compute_what_they_should():
     cpu = setup_tvmm(W.CALL_RET)
     cpu.run(10**8)
     assert cpu.regs[0] == 3 * 1 and cpu.regs[1] == 0     # g(1) = 3*1 on the last iteration
+
+
+def test_bench_usage_error_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--workload", "nope"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid choice" in r.stderr

@@ -62,7 +62,12 @@ def run_unicorn(w: W.Workload, instructions: int) -> dict | None:
 
 def main(argv: list[str]) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog="tvmm bench", description=__doc__.splitlines()[0])
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):            # one line, exit 2
+            print(f"tvmm bench: {message}", file=sys.stderr)
+            raise SystemExit(2)
+    ap = Parser(prog="tvmm bench", description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--workload", action="append", choices=[w.name for w in W.ALL],
                     help="run only this workload (repeatable)")
