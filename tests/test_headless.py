@@ -65,13 +65,16 @@ def test_expect_never_seen_is_exit_1_naming_the_text():
 def test_send_types_into_com1():
     # hello never reads its UART; the bytes must still reach the device's
     # receive FIFO (LSR.DR), which the in-process check below confirms.
+    from tvmm.guestspec import GuestSpec
     from tvmm.headless import _advance_script
-    from tvmm.machine.pc import PC
-    pc = PC(8 << 20)
+    from tvmm.monitor.vmm import Monitor
+    spec = GuestSpec(name="h", kernel=str(HELLO), mem=8 << 20)
+    monitor = Monitor(Monitor.host_size_for([spec]))
+    pc = monitor.add_guest(spec).pc
     pc.com1.port_write(0x3FA, 1, 0x07)                 # the guest driver enables the FIFO
-    script = [("send", b"ls\n"), ("expect", b"never")]
-    _advance_script(pc, script, bytearray(), 0)
-    assert script == [("expect", b"never")]
+    script = [("send", "h", b"ls\n"), ("expect", "h", b"never")]
+    _advance_script(monitor, script, {})
+    assert script == [("expect", "h", b"never")]
     pc.clock.advance(pc.clock.now + 10_000_000)
     assert pc.com1.port_read(0x3FD, 1) & 1            # data ready
     assert bytes(pc.com1.port_read(0x3F8, 1) for _ in range(3)) == b"ls\n"

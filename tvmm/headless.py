@@ -13,8 +13,11 @@ completes, and 1 if the guest stops or time runs out first.  Script steps are
 checked between run slices, which end at fixed virtual times, so a scripted
 run is reproducible.
 
-This first version runs one guest; several guests side by side arrive with
-the monitor.
+Every guest runs under the monitor (tvmm.monitor), side by side, each with
+``--max-insns`` of its own virtual time.  With one guest its console is
+streamed as is; with several, each line is prefixed with ``NAME| ``.  With
+several guests the exit status is 1 if any crashed, else the first
+debug-exit status in guest order, else 0.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ import time
 
 from .guestspec import SpecError, parse_guest
 from .machine.boot import BootError
-from .machine.boot import disk as diskboot
-from .machine.boot import multiboot
-from .machine.errors import StopKind
-from .machine.pc import PC
+from .monitor.guest import CRASHED, EXITED, HALTED
+from .monitor.hostmem import OutOfMemory
+from .monitor.vmm import Monitor
 
 SLICE = 2_000_000
 SCRIPT_SLICE = 200_000       # finer slices while a console script is waiting
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("kernel", nargs="?", help="a Multiboot kernel (ELF)")
     ap.add_argument("--headless", action="store_true", help="no UI: console on stdout")
     ap.add_argument("--guest", action="append", default=[], metavar="SPEC",
-                    help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot")
+                    help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot|disk|rom,rom=ROM (repeatable: guests run side by side)")
     ap.add_argument("--max-insns", type=int, metavar="N", help="stop after N instructions of virtual time")
     ap.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this much real time")
     ap.add_argument("--screen", action="store_true", help="print the final CGA screen at exit")
@@ -73,16 +75,45 @@ def _unescape(text: str) -> bytes:
         raise UsageError(f"bad escape in {text!r}: {e.reason}") from None
 
 
-def _script(steps, guest_name: str) -> list[tuple[str, bytes]]:
+def _script(steps, names: list[str]) -> list[tuple[str, str, bytes]]:
+    """(kind, guest name, bytes) per step; ``NAME:TEXT`` targets a guest, a
+    prefix that names no guest is part of the text (so "login: " still
+    means the text "login: "); otherwise the first guest."""
     out = []
     for kind, text in steps or []:
-        # NAME:TEXT targets a guest; a prefix that names no guest is part of
-        # the text (so "login: " still means the text "login: ").
         name, sep, rest = text.partition(":")
-        if sep and name == guest_name:
-            text = rest
-        out.append((kind, _unescape(text)))
+        target = names[0]
+        if sep and name in names:
+            target, text = name, rest
+        out.append((kind, target, _unescape(text)))
     return out
+
+
+class _Console:
+    """Guest console bytes to stdout: raw for one guest, prefixed lines for several."""
+
+    def __init__(self, several: bool):
+        self.several = several
+        self.out = sys.stdout.buffer
+        self.partial: dict[str, bytearray] = {}
+
+    def byte(self, guest, b: int) -> None:
+        if not self.several:
+            self.out.write(bytes((b,)))
+            return
+        buf = self.partial.setdefault(guest.name, bytearray())
+        if b == 0x0A:
+            self.out.write(guest.name.encode() + b"| " + bytes(buf).rstrip(b"\r") + b"\n")
+            buf.clear()
+        else:
+            buf.append(b)
+
+    def close(self) -> None:
+        for name, buf in self.partial.items():
+            if buf:
+                self.out.write(name.encode() + b"| " + bytes(buf) + b"\n")
+        self.partial.clear()
+        self.out.flush()
 
 
 def main(argv: list[str]) -> int:
@@ -95,107 +126,118 @@ def main(argv: list[str]) -> int:
             specs.insert(0, parse_guest(f"kernel={args.kernel}", "guest0"))
         if not specs:
             raise UsageError("no guest given: tvmm run --headless KERNEL.elf (or --guest SPEC)")
-        if len(specs) > 1:
-            raise UsageError("several guests need the monitor, which is not available yet: give one guest")
-        spec = specs[0]
-        if spec.boot == "rom":
-            raise UsageError("boot=rom is not available yet: use a Multiboot kernel or boot=disk")
+        names = [s.name for s in specs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise UsageError(f"two guests are named {sorted(dup)[0]!r}: give each a name=NAME")
         if args.max_insns is not None and args.max_insns <= 0:
             raise UsageError("--max-insns must be positive")
-        script = _script(args.script, spec.name)
-        out = sys.stdout.buffer
-        console = bytearray()
-
-        def on_console(b: int) -> None:
-            out.write(bytes((b,)))
-            console.append(b)
-        pc = PC(spec.mem, on_console=on_console, disks=(spec.disk0, spec.disk1))
-        if spec.boot == "disk":
-            diskboot.load(pc.mem, pc.disks[0])
-            diskboot.enter(pc.cpu)
-        else:
-            info = multiboot.load(pc.mem, spec.kernel, spec.cmdline)
-            multiboot.enter(pc.cpu, info)
-    except (UsageError, SpecError, BootError) as e:
+        script = _script(args.script, names)
+        console = _Console(len(specs) > 1)
+        monitor = Monitor(Monitor.host_size_for(specs))
+        for spec in specs:
+            monitor.add_guest(spec, on_console=console.byte)
+    except (UsageError, SpecError, BootError, OutOfMemory) as e:
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:          # e.g. a missing or malformed disk image
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
-    return _run(pc, spec, args, script, console)
+    try:
+        return _run(monitor, args, script)
+    finally:
+        console.close()
 
 
-def _advance_script(pc: PC, script: list, console: bytearray, cursor: int) -> int:
-    """Consume satisfied expects and perform sends; returns the new match cursor."""
+def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
+    """Consume satisfied expects and perform sends."""
     while script:
-        kind, text = script[0]
+        kind, name, text = script[0]
+        guest = monitor.guest(name)
         if kind == "send":
-            pc.com1.feed(text)
+            guest.pc.com1.feed(text)
         else:
-            at = console.find(text, cursor)
+            at = guest.console.find(text, cursors.get(name, 0))
             if at < 0:
                 break
-            cursor = at + len(text)
+            cursors[name] = at + len(text)
         script.pop(0)
-    return cursor
 
 
-def _run(pc: PC, spec, args, script: list, console: bytearray) -> int:
+def _run(monitor: Monitor, args, script: list) -> int:
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     budget = args.max_insns
     scripted = bool(script)
-    cursor = 0
-    try:
-        while True:
-            if scripted:
-                cursor = _advance_script(pc, script, console, cursor)
-                if not script:
-                    _screen(pc, args)
-                    return 0
-            n = SCRIPT_SLICE if scripted else SLICE
-            if budget is not None:
-                n = min(n, budget - pc.now())
-            if n <= 0:
-                return _fail(pc, args, f"guest {spec.name}: instruction budget of {budget} used up"
-                             + _waiting(script))
-            stop = pc.run(n)
-            sys.stdout.buffer.flush()
-            if scripted:
-                cursor = _advance_script(pc, script, console, cursor)
-                if not script:
-                    _screen(pc, args)
-                    return 0
-            if stop.kind == StopKind.BUDGET:
-                if deadline is not None and time.monotonic() > deadline:
-                    return _fail(pc, args, f"guest {spec.name}: timed out after {args.timeout:g} s"
-                                 + _waiting(script))
-                continue
-            if scripted:
-                return _fail(pc, args, f"guest {spec.name} stopped ({stop}){_waiting(script)}")
-            if stop.kind == StopKind.REQUEST and pc.exit_status is not None:
-                _screen(pc, args)
-                return pc.exit_status
-            if stop.kind == StopKind.HALTED:
-                _screen(pc, args)
-                return 0
-            return _fail(pc, args, f"guest {spec.name} stopped: {stop}")
-    finally:
+    cursors: dict = {}
+    elapsed = 0
+    crashed_reported: set = set()
+    while True:
+        if scripted:
+            _advance_script(monitor, script, cursors)
+            if not script:
+                return _finish(monitor, args, 0)
+        n = SCRIPT_SLICE if scripted else SLICE
+        if budget is not None:
+            n = min(n, budget - elapsed)
+        if n <= 0:
+            return _fail(monitor, args, f"instruction budget of {budget} used up" + _waiting(script))
+        result = monitor.run(n)
+        elapsed += n
         sys.stdout.buffer.flush()
+        for guest, stop in result.stopped:
+            if guest.state == CRASHED and guest.name not in crashed_reported:
+                crashed_reported.add(guest.name)
+                if len(monitor.guests) > 1 and not monitor.all_stopped:
+                    print(f"tvmm run: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
+        if scripted:
+            _advance_script(monitor, script, cursors)
+            if not script:
+                return _finish(monitor, args, 0)
+            target = monitor.guest(script[0][1])
+            if not target.runnable:
+                return _fail(monitor, args, f"guest {target.name} stopped ({target.state}: {target.reason})"
+                             + _waiting(script))
+        if monitor.all_stopped:
+            return _finish(monitor, args, None, crashed_reported)
+        if deadline is not None and time.monotonic() > deadline:
+            return _fail(monitor, args, f"timed out after {args.timeout:g} s" + _waiting(script))
+
+
+def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:
+    """Every guest stopped (or the script completed: ``status`` 0)."""
+    _screen(monitor, args)
+    if status is not None:
+        return status
+    crashed = [g for g in monitor.guests if g.state == CRASHED]
+    for g in crashed:
+        if g.name not in reported or len(monitor.guests) == 1:
+            print(f"tvmm run: guest {g.name} stopped: {g.reason}", file=sys.stderr)
+    if crashed:
+        return 1
+    for g in monitor.guests:
+        if g.state == EXITED:
+            return g.exit_status
+    assert all(g.state in (HALTED, EXITED) for g in monitor.guests)
+    return 0
 
 
 def _waiting(script: list) -> str:
     if script and script[0][0] == "expect":
-        return f" before the console showed {script[0][1].decode('latin-1')!r}"
+        return f" before guest {script[0][1]}'s console showed {script[0][2].decode('latin-1')!r}"
     return ""
 
 
-def _fail(pc: PC, args, reason: str) -> int:
-    _screen(pc, args)
+def _fail(monitor: Monitor, args, reason: str) -> int:
+    _screen(monitor, args)
     print(f"tvmm run: {reason}", file=sys.stderr)
     return 1
 
 
-def _screen(pc: PC, args) -> None:
+def _screen(monitor: Monitor, args) -> None:
     if args.screen:
         sys.stdout.buffer.flush()
-        print("\n".join(line.rstrip() for line in pc.cga.text()).rstrip("\n"))
+        several = len(monitor.guests) > 1
+        for g in monitor.guests:
+            if several:
+                print(f"--- {g.name} screen ---")
+            print("\n".join(line.rstrip() for line in g.pc.cga.text()).rstrip("\n"))

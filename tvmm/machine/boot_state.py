@@ -17,7 +17,7 @@ FLAT_DATA = 0xC093   # present, DPL0, data, writable, accessed; G, B
 
 
 def enter_flat32(cpu, eip: int, esp: int = 0, code_sel: int = 0x08, data_sel: int = 0x10) -> None:
-    cpu.set_cr0((cpu.cr0 | CR0_PE) & ~(1 << 31))
+    cpu.set_cr0((cpu.guest_cr(0) | CR0_PE) & ~(1 << 31))
     for seg in range(6):
         if seg == CS:
             segments.set_cache(cpu, seg, code_sel, 0, 0xFFFFFFFF, FLAT_CODE)
@@ -32,7 +32,7 @@ def enter_flat32(cpu, eip: int, esp: int = 0, code_sel: int = 0x08, data_sel: in
 
 
 def enter_real(cpu, cs: int, ip: int, ss: int = 0, sp: int = 0) -> None:
-    cpu.set_cr0(cpu.cr0 & ~(CR0_PE | (1 << 31)))
+    cpu.set_cr0(cpu.guest_cr(0) & ~(CR0_PE | (1 << 31)))
     for seg in range(6):
         segments.load_real(cpu, seg, 0)
     segments.load_real(cpu, CS, cs)

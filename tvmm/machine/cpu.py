@@ -34,6 +34,7 @@ from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import materialize
 from .mmu import walk
 from .translate import HOT, Block, translate
+from .vmx import MAX_DELIVERY_RETRIES
 
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
@@ -108,6 +109,7 @@ class CPU:
         self.intr = False                          # INTR line from the interrupt controller
         self.intr_ack = None                       # callable -> vector
         self.intercept = None                      # see interrupts.deliver
+        self.vmx = None                            # guest mode: the monitor's exits (vmx.py)
         self.dead: Stop | None = None
         self.reset()
 
@@ -176,6 +178,11 @@ class CPU:
             segments.refresh_bounds(self)
             if not self.protected:
                 self.set_cpl(0)
+
+    def guest_cr(self, n: int) -> int:
+        """CR0/CR2/CR3/CR4 as the software running on this CPU sees them (a
+        virtual CPU in guest mode overrides this with the guest's values)."""
+        return (self.cr0, 0, self.cr2, self.cr3, self.cr4)[n]
 
     def set_cr3(self, value: int) -> None:
         self.cr3 = value & 0xFFFFF018
@@ -259,7 +266,7 @@ class CPU:
             else:
                 tr, tw = self._tlb_rs, self._tlb_ws
             tr[vpn] = delta
-            if writable and pfn not in self.mem.code_pages:
+            if writable and pfn not in self.mem.code_pages and pfn not in self.mem.readonly_pages:
                 tw[vpn] = delta
                 self._wmap.setdefault(pfn, set()).add(vpn)
             self._tlb_filled[vpn] = glob
@@ -744,18 +751,12 @@ class CPU:
         if self.pending_db:
             bits, self.pending_db = self.pending_db, 0
             self.dr[6] = (self.dr[6] & ~0xF) | bits | DR6_FIXED
-            try:
-                interrupts.deliver(self, DB, None, self.eip, external=False)
-            except CpuFault as e:
-                self._deliver_fault(e)
+            self._deliver_event(DB, False)
         if self.intr and self.eflags & IF and not self.inhibit and self.intr_ack is not None:
             vector = self.intr_ack()
             if vector is not None:
                 self.halted = False
-                try:
-                    interrupts.deliver(self, vector, None, self.eip, external=True)
-                except CpuFault as e:
-                    self._deliver_fault(e)
+                self._deliver_event(vector, True)
         if self.stop_request is not None:        # e.g. an intercept claimed the event
             s, self.stop_request = self.stop_request, None
             self._refresh()
@@ -765,6 +766,23 @@ class CPU:
             return Stop(StopKind.HALTED, f"hlt at {self.eip:#x}")
         self._refresh()
         return None
+
+    def _deliver_event(self, vector: int, external: bool) -> None:
+        """Deliver a debug trap or an external interrupt between instructions.
+        In guest mode a fault during delivery that the monitor fixes (a
+        shadow miss) is invisible: the delivery is retried."""
+        for _ in range(MAX_DELIVERY_RETRIES):
+            try:
+                interrupts.deliver(self, vector, None, self.eip, external=external)
+                return
+            except CpuFault as e:
+                if self.vmx is not None:
+                    e = self.vmx.exception(e)
+                    if e is None:
+                        continue
+                self._deliver_fault(e)
+                return
+        raise Shutdown("event delivery keeps faulting in the monitor")
 
     def _deliver_fault(self, e: CpuFault) -> None:
         interrupts.deliver_exception(self, e)

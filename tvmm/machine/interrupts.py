@@ -20,6 +20,7 @@ from .consts import (AC, CONTRIBUTORY, CS, DESC_CODE, DESC_CONFORMING, DESC_EXPD
                      DF_VEC, EXCEPTION_NAMES, GP, IF, M32, NP, NT, PF_VEC, RF, SS, SS_SEG, TF, TS, VM)
 from .errors import CpuFault, Shutdown
 from .flags import materialize
+from .vmx import MAX_DELIVERY_RETRIES
 
 GATE_TYPES = {0x6: (2, False), 0x7: (2, True), 0xE: (4, False), 0xF: (4, True)}  # size, trap
 
@@ -177,7 +178,13 @@ def deliver_exception(cpu, e: CpuFault) -> None:
     Applies the double-fault rule; a fault while delivering #DF raises
     ``Shutdown``.
     """
+    vmx = cpu.vmx
+    if vmx is not None:                  # guest mode: the monitor sees every exception first
+        e = vmx.exception(e)
+        if e is None:
+            return
     chain = [e.vector]
+    retries = 0
     while True:
         if e.vector == PF_VEC and e.cr2 is not None:
             cpu.cr2 = e.cr2
@@ -185,6 +192,12 @@ def deliver_exception(cpu, e: CpuFault) -> None:
             deliver(cpu, e.vector, e.error_code, cpu.eip, external=False)
             return
         except CpuFault as e2:
+            if vmx is not None and retries < MAX_DELIVERY_RETRIES:
+                retries += 1
+                e3 = vmx.exception(e2)
+                if e3 is None:
+                    continue             # a shadow miss during delivery: deliver again
+                e2 = e3
             first = e.vector
             if first == DF_VEC:
                 raise Shutdown(_describe(chain + [e2.vector])) from None

@@ -58,6 +58,10 @@ class PhysicalMemory:
         # map these straight into its TLB.  Updated when regions are added.
         self._mmio_pages: set[int] = set()
         self.code_pages: set[int] = set()
+        # RAM frames that hold read-only contents (a monitor's copy of a
+        # guest's firmware ROM): stores to them are dropped; the CPU keeps
+        # them out of its write TLB, so every store comes through ``write``.
+        self.readonly_pages: set[int] = set()
         self._invalidators: list[Callable[[int], None]] = []
 
     # -- configuration -----------------------------------------------------------
@@ -133,6 +137,12 @@ class PhysicalMemory:
 
     def write(self, pa: int, size: int, value: int) -> None:
         pfn = pa >> PAGE_SHIFT
+        if self.readonly_pages and (pfn in self.readonly_pages
+                                    or (pa + size - 1) >> PAGE_SHIFT in self.readonly_pages):
+            for i in range(size):
+                if (pa + i) >> PAGE_SHIFT not in self.readonly_pages:
+                    self.write(pa + i, 1, (value >> (8 * i)) & 0xFF)
+            return
         if self.code_pages:
             if pfn in self.code_pages:
                 self._invalidate(pfn)
@@ -170,7 +180,8 @@ class PhysicalMemory:
         return bytes(out)
 
     def write_bytes(self, pa: int, data: bytes) -> None:
-        """Bulk write into RAM (loaders, DMA); invalidates decoded code it covers."""
+        """Bulk write into RAM (loaders, DMA; read-only pages too: this is
+        how their contents get there); invalidates decoded code it covers."""
         end = min(pa + len(data), self.size)
         if pa >= end:
             return
@@ -179,6 +190,23 @@ class PhysicalMemory:
                 if pfn in self.code_pages:
                     self._invalidate(pfn)
         self.ram[pa:end] = data[:end - pa]
+
+    def discard(self, pa: int, n: int) -> None:
+        """Zero a page-aligned RAM range and give its host memory back (the
+        mmap reads as zeros again and costs nothing until touched)."""
+        assert pa % 4096 == 0 and n % 4096 == 0
+        end = min(pa + n, self.size)
+        if pa >= end:
+            return
+        for pfn in range(pa >> PAGE_SHIFT, end >> PAGE_SHIFT):
+            if pfn in self.code_pages:
+                self._invalidate(pfn)
+        # mmap(-1) is a shared anonymous mapping: MADV_REMOVE frees its pages
+        # (they read as zeros again); without it, write the zeros.
+        try:
+            self.ram.madvise(mmap.MADV_REMOVE, pa, end - pa)
+        except (AttributeError, OSError, ValueError):
+            self.ram[pa:end] = bytes(end - pa)
 
     def fill(self, pa: int, n: int, byte: int) -> None:
         self.write_bytes(pa, bytes([byte]) * n)

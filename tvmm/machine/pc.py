@@ -66,11 +66,18 @@ class _Timed:
 
 class PC:
     def __init__(self, mem_size: int = 128 << 20, *, ips: int = DEFAULT_IPS, on_console=None,
-                 on_console2=None, disks: tuple = (None, None), testdevs: bool = True, on_post=None):
+                 on_console2=None, disks: tuple = (None, None), testdevs: bool = True, on_post=None,
+                 mem=None, make_cpu=None, on_a20=None):
+        """A bare PC by default.  A monitor builds each guest's virtual PC by
+        passing the guest-physical address space (``mem``), a factory for the
+        guest's virtual CPU (``make_cpu(pc)``, called once the port bus
+        exists) and ``on_a20`` (the A20 gate masks guest-physical
+        addresses, which the monitor's shadow applies)."""
         self.clock = clock = Clock(ips)
-        self.mem = PhysicalMemory(mem_size)
+        self.mem = mem if mem is not None else PhysicalMemory(mem_size)
         self.bus = PortBus()
-        self.cpu = cpu = CPU(self.mem, _Timed(self, self.bus))
+        self.on_a20 = on_a20
+        self.cpu = cpu = make_cpu(self) if make_cpu is not None else CPU(self.mem, self.timed_bus())
         self.idle = 0
         self.exit_status: int | None = None
         clock.on_new_deadline = self._new_deadline
@@ -135,7 +142,14 @@ class PC:
     def _reset_request(self) -> None:
         self.cpu.request_stop(Stop(StopKind.REQUEST, "reset requested by the guest", {"reset": True}))
 
+    def timed_bus(self) -> "_Timed":
+        """The port bus as a CPU must reach it (each access syncs the clock)."""
+        return _Timed(self, self.bus)
+
     def _a20(self, enabled: bool) -> None:
+        if self.on_a20 is not None:
+            self.on_a20(enabled)
+            return
         self.cpu.a20_mask = 0xFFFFFFFF if enabled else 0xFFEFFFFF
         self.cpu.flush_tlb(keep_global=False)
 

@@ -76,6 +76,21 @@ register("OUT", "DX,eAX", {2: _out(2, True), 4: _out(4, True)})
 
 
 # ---------------------------------------------------------------- INS / OUTS
+def _rep_io(cpu, d, rep, size: int, out: bool, count: int) -> None:
+    """REP INS/OUTS.  In guest mode the whole string is one I/O exit
+    (``vmx.io_string`` is told the count; the element accesses that follow
+    are part of it)."""
+    vmx = cpu.vmx
+    if vmx is None:
+        rep(cpu, d)
+        return
+    vmx.io_string(cpu.regs[2] & 0xFFFF, size, out, count)
+    try:
+        rep(cpu, d)
+    finally:
+        vmx.io_string_done()
+
+
 def _ins(s: int):
     wr = _WR[s]
     mask = (1 << (8 * s)) - 1
@@ -93,7 +108,7 @@ def _ins(s: int):
         if d.rep:
             if r[1] & amask:
                 check_io(cpu, r[2] & 0xFFFF, s)
-                rep(cpu, d)
+                _rep_io(cpu, d, rep, s, False, r[1] & amask)
             return
         check_io(cpu, r[2] & 0xFFFF, s)
         di = r[7] & amask
@@ -117,7 +132,7 @@ def _outs(s: int):
         if d.rep:
             if r[1] & amask:
                 check_io(cpu, r[2] & 0xFFFF, s)
-                rep(cpu, d)
+                _rep_io(cpu, d, rep, s, True, r[1] & amask)
             return
         check_io(cpu, r[2] & 0xFFFF, s)
         si = r[6] & amask

@@ -161,6 +161,8 @@ def _hlt(cpu, d):
     """HLT (CPL 0): EIP already points past it; the run loop returns HALTED
     until an interrupt wakes the CPU."""
     _cpl0(cpu)
+    if cpu.vmx is not None:
+        cpu.vmx.hlt()
     cpu.halted = True
     cpu.attention = True
 
@@ -499,6 +501,8 @@ register("ARPL", "Ew,Gw", (_arpl_reg, _arpl_mem))
 
 # ========================================================= control registers
 def _read_cr(cpu, n: int) -> int:
+    if cpu.vmx is not None and n in (0, 3, 4):
+        return cpu.vmx.cr_read(n)           # guest mode: the guest's own value
     if n == 0:
         return cpu.cr0
     if n == 2:
@@ -549,26 +553,43 @@ def _mov_cr_r(cpu, d):
     w = _CR_WRITERS[d.reg]
     if w is None:
         raise CpuFault(UD)
+    if cpu.vmx is not None and d.reg != 2:
+        _vmx_cr_write(cpu, d.reg, cpu.regs[d.rm])
+        return
     w(cpu, cpu.regs[d.rm])
+
+
+def _vmx_cr_write(cpu, n: int, v: int) -> None:
+    """Guest mode: the architectural #GP checks on the value, then the exit."""
+    if n == 0 and (v & ~CR0_VALID or (v & CR0_PG and not v & CR0_PE) or (v & CR0_NW and not v & CR0_CD)):
+        raise CpuFault(GP, 0)
+    if n == 4 and v & ~CR4_VALID:
+        raise CpuFault(GP, 0)
+    cpu.vmx.cr_write(n, v)
 
 
 register("MOV", "Rd,Cd", _mov_r_cr)
 register("MOV", "Cd,Rd", _mov_cr_r)
 
 
+def _cr0(cpu) -> int:
+    """CR0 as the running code sees it (the guest's value in guest mode)."""
+    return cpu.cr0 if cpu.vmx is None else cpu.vmx.cr_read(0)
+
+
 def _smsw_reg16(cpu, d):
-    set_reg(cpu, d.rm, 2, cpu.cr0 & 0xFFFF)
+    set_reg(cpu, d.rm, 2, _cr0(cpu) & 0xFFFF)
 
 
 def _smsw_reg32(cpu, d):
     """SMSW r32: the SDM leaves bits 16-31 undefined; P6 (and QEMU) store
     all of CR0."""
-    cpu.regs[d.rm] = cpu.cr0
+    cpu.regs[d.rm] = _cr0(cpu)
 
 
 def _smsw_mem(cpu, d):
     """SMSW m16: the low 16 bits of CR0.  Not privileged."""
-    cpu.wr16(d.eaw(cpu), cpu.cr0 & 0xFFFF)
+    cpu.wr16(d.eaw(cpu), _cr0(cpu) & 0xFFFF)
 
 
 register("SMSW", "Ev", {2: (_smsw_reg16, _smsw_mem), 4: (_smsw_reg32, _smsw_mem)})
@@ -579,21 +600,32 @@ def _lmsw(cpu, d):
     but not cleared."""
     _cpl0(cpu)
     v = read_rm(cpu, d, 2)
-    cr0 = cpu.cr0
-    cpu.set_cr0((cr0 & ~0xF) | (v & 0xF) | (cr0 & CR0_PE))
+    cr0 = _cr0(cpu)
+    new = (cr0 & ~0xF) | (v & 0xF) | (cr0 & CR0_PE)
+    if cpu.vmx is not None:
+        cpu.vmx.cr_write(0, new)
+    else:
+        cpu.set_cr0(new)
 
 
 def _clts(cpu, d):
     """CLTS (CPL 0): CR0.TS = 0."""
     _cpl0(cpu)
-    cpu.set_cr0(cpu.cr0 & ~CR0_TS)
+    if cpu.vmx is not None:
+        cpu.vmx.cr_write(0, cpu.vmx.cr_read(0) & ~CR0_TS)
+    else:
+        cpu.set_cr0(cpu.cr0 & ~CR0_TS)
 
 
 def _invlpg(cpu, d):
     """INVLPG m (CPL 0): drop the TLB entry for the operand's linear address
     (no segment-limit check, as on hardware and QEMU)."""
     _cpl0(cpu)
-    cpu.invlpg((cpu.seg_base[d.seg] + d.eoff(cpu)) & M32)
+    lin = (cpu.seg_base[d.seg] + d.eoff(cpu)) & M32
+    if cpu.vmx is not None:
+        cpu.vmx.invlpg_exit(lin)
+    else:
+        cpu.invlpg(lin)
 
 
 def _cache_op(cpu, d):
@@ -682,6 +714,8 @@ def _rdmsr(cpu, d):
     is #GP(0)."""
     _cpl0(cpu)
     n = cpu.regs[1]
+    if cpu.vmx is not None:
+        cpu.vmx.msr_exit(False, n)
     if n == MSR_TSC:
         v = _tsc(cpu, d)
     elif n == MSR_APIC_BASE or MSR_SYSENTER_CS <= n <= MSR_SYSENTER_EIP:
@@ -703,6 +737,8 @@ def _wrmsr(cpu, d):
     _cpl0(cpu)
     r = cpu.regs
     n, lo, hi = r[1], r[0], r[2]
+    if cpu.vmx is not None:
+        cpu.vmx.msr_exit(True, n)
     if n == MSR_TSC:
         cpu.tsc_offset = lo - _retired_before(cpu, d)
     elif n == MSR_APIC_BASE:
@@ -744,11 +780,13 @@ def _cpuid(cpu, d):
     if r[0] == 0:
         r[0] = CPUID_MAX_LEAF
         r[3], r[2], r[1] = _VENDOR
-        return
-    r[0] = CPUID_SIGNATURE
-    r[3] = (getattr(cpu, "apic_id", 0) & 0xFF) << 24
-    r[1] = CPUID_HYPERVISOR if cpu.cpuid_hypervisor else 0
-    r[2] = CPUID_FEATURES
+    else:
+        r[0] = CPUID_SIGNATURE
+        r[3] = (getattr(cpu, "apic_id", 0) & 0xFF) << 24
+        r[1] = CPUID_HYPERVISOR if cpu.cpuid_hypervisor else 0
+        r[2] = CPUID_FEATURES
+    if cpu.vmx is not None:
+        cpu.vmx.cpuid()
 
 
 register("CPUID", "", _cpuid)

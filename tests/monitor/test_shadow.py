@@ -1,0 +1,171 @@
+"""Shadow paging: hidden and reflected page faults, the guest's A/D bits,
+TLB semantics (INVLPG, CR3 switches, global pages), 4 MiB pages, the pool
+limit.  Each guest sets up its own tables; the processor only ever walks the
+monitor's shadow."""
+
+from __future__ import annotations
+
+from tvmm.monitor import events as ev
+
+from .kit import PD, RESULT, Layout, X, boot
+
+P, W, U, A, D, G, PS = 1, 2, 4, 0x20, 0x40, 0x100, 0x80
+
+
+def _guest(tmp_path, code, **kw):
+    monitor, g = boot(tmp_path, code + X.HLT, **kw)
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    lay.identity(0, 0x200000)                 # the kernel's own memory, supervisor RW
+    return monitor, g, lay
+
+
+def _host_frame_of(g, gpa):
+    return g.gmem.frames[gpa >> 12]
+
+
+def test_hidden_fault_fills_the_shadow_with_the_guests_mapping_and_sets_its_accessed_bit(tmp_path):
+    code = X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+    monitor, g, lay = _guest(tmp_path, code)
+    pte_at = lay.map(0x400000, 0x300000, P | W)
+    g.gmem.write(0x300000, 4, 0xC0FFEE11)
+    lay.paging_on()
+    monitor.run(10_000)
+    assert g.state == "halted"
+    assert g.gmem.read(0x5100, 4) == 0xC0FFEE11
+    assert lay.result()[2] == -1                             # the guest saw no fault
+    pte = g.gmem.read(pte_at, 4)
+    assert pte & A and not pte & D                           # read: accessed, not dirty
+    entry = g.shadow.entry(0x400000)
+    assert entry >> 12 == _host_frame_of(g, 0x300000)        # guest-virtual -> host-physical
+    assert entry & P and not entry & W                       # not writable until dirty
+    assert monitor.log.count("g", ev.PF_HIDDEN) >= 1
+    assert monitor.log.count("g", ev.PF_REFLECTED) == 0
+
+
+def test_first_write_sets_the_guests_dirty_bit_then_the_shadow_is_writable(tmp_path):
+    code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.mov_eax(0x1234) + X.STORE_EBX_EAX)
+    monitor, g, lay = _guest(tmp_path, code)
+    pte_at = lay.map(0x400000, 0x300000, P | W)
+    lay.paging_on()
+    monitor.run(10_000)
+    assert g.gmem.read(0x300000, 4) == 0x1234
+    assert g.gmem.read(pte_at, 4) & (A | D) == A | D
+    assert g.shadow.entry(0x400000) & W
+
+
+def test_not_present_fault_is_reflected_with_the_guests_cr2_and_error_code(tmp_path):
+    code = X.mov_ebx(0x800123) + X.STORE_EBX_EAX
+    monitor, g, lay = _guest(tmp_path, code)
+    lay.paging_on()
+    monitor.run(10_000)
+    err, cr2, vec = lay.result()
+    assert (vec, cr2, err) == (14, 0x800123, 0x2)            # supervisor write, not present
+    assert g.cr(2) == 0x800123
+    assert monitor.log.count("g", ev.PF_REFLECTED) == 1
+
+
+def test_write_to_a_read_only_page_faults_with_wp_and_not_without(tmp_path):
+    code = X.mov_ebx(0x400000) + X.mov_eax(0x77) + X.STORE_EBX_EAX
+    for wp, expect_fault in ((True, True), (False, False)):
+        sub = tmp_path / str(wp)
+        sub.mkdir()
+        monitor, g, lay = _guest(sub, code)
+        lay.map(0x400000, 0x300000, P)                       # read-only
+        lay.paging_on(wp=wp)
+        monitor.run(10_000)
+        err, cr2, vec = lay.result()
+        if expect_fault:
+            assert (vec, err, cr2) == (14, 0x3, 0x400000)    # present, write, supervisor
+            assert g.gmem.read(0x300000, 4) == 0
+        else:
+            assert vec == -1 and g.gmem.read(0x300000, 4) == 0x77
+            assert not g.shadow.entry(0x400000) & U           # supervisor-only in the shadow
+
+
+def test_the_shadow_is_the_guests_tlb_stale_until_invlpg(tmp_path):
+    # read via the old mapping, retarget the PTE, read again (stale), INVLPG, read (fresh)
+    monitor, g, lay = _guest(tmp_path, b"")
+    pte_at = lay.map(0x400000, 0x300000, P | W)
+    code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+            + X.mov_eax(0x301000 | P | W) + X.store_abs(pte_at)
+            + X.LOAD_EAX_EBX + X.store_abs(0x5104)
+            + X.INVLPG_EBX + X.LOAD_EAX_EBX + X.store_abs(0x5108) + X.HLT)
+    g.gmem.write_bytes(0x100020, code)
+    g.gmem.write(0x300000, 4, 0x11111111)
+    g.gmem.write(0x301000, 4, 0x22222222)
+    lay.paging_on()
+    monitor.run(10_000)
+    assert [g.gmem.read(0x5100 + 4 * i, 4) for i in range(3)] == [0x11111111, 0x11111111, 0x22222222]
+    assert monitor.log.count("g", ev.EXIT_INVLPG) == 1
+
+
+def test_cr3_switch_changes_address_space_and_reads_back_the_guest_value(tmp_path):
+    pd2 = 0x30000
+    monitor, g, lay = _guest(tmp_path, b"")
+    lay.identity(0, 0x200000, pd=pd2)
+    lay.map(0x400000, 0x300000, P | W)
+    lay.map(0x400000, 0x301000, P | W, pd=pd2)
+    code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+            + X.mov_eax(pd2) + X.MOV_CR3_EAX + X.LOAD_EAX_EBX + X.store_abs(0x5104)
+            + X.MOV_EAX_CR3 + X.store_abs(0x5108) + X.HLT)
+    g.gmem.write_bytes(0x100020, code)
+    g.gmem.write(0x300000, 4, 0xAAAA)
+    g.gmem.write(0x301000, 4, 0xBBBB)
+    lay.paging_on()
+    monitor.run(10_000)
+    assert [g.gmem.read(0x5100 + 4 * i, 4) for i in range(3)] == [0xAAAA, 0xBBBB, pd2]
+    assert g.vcpu.cr3 == g.shadow.root_hpa != pd2              # the processor walks the shadow
+    assert monitor.log.count("g", ev.EXIT_CR_WRITE) >= 1 and monitor.log.count("g", ev.EXIT_CR_READ) == 1
+
+
+def test_global_entries_survive_a_cr3_write_only_with_pge(tmp_path):
+    for pge in (False, True):
+        sub = tmp_path / str(pge)
+        sub.mkdir()
+        monitor, g, lay = _guest(sub, b"")
+        lay.map(0x400000, 0x300000, P | W | G)
+        lay.map(0x401000, 0x301000, P | W)
+        code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.mov_ebx(0x401000) + X.LOAD_EAX_EBX
+                + X.MOV_EAX_CR3 + X.MOV_CR3_EAX + X.HLT)
+        g.gmem.write_bytes(0x100020, code)
+        lay.paging_on(cr4=0x80 if pge else 0)
+        monitor.run(10_000)
+        assert bool(g.shadow.entry(0x400000) & P) == pge
+        assert g.shadow.entry(0x401000) == 0
+
+
+def test_guest_4mib_pages_are_split_into_4k_shadow_entries(tmp_path):
+    code = X.mov_ebx(0x801234) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+    monitor, g, lay = _guest(tmp_path, code, mem=16 << 20)
+    g.gmem.write(PD + (0x800000 >> 22) * 4, 4, 0x400000 | P | W | PS)
+    g.gmem.write(0x401234, 4, 0x5A5A5A5A)
+    lay.paging_on(cr4=0x10)                                  # PSE
+    monitor.run(10_000)
+    assert g.gmem.read(0x5100, 4) == 0x5A5A5A5A
+    entry = g.shadow.entry(0x801000)
+    assert entry >> 12 == _host_frame_of(g, 0x401000)
+    assert g.gmem.read(PD + 8, 4) & A                        # the guest's large PDE: accessed
+
+
+def test_a_tiny_shadow_pool_still_works_by_rebuilding(tmp_path):
+    addrs = [0x400000 * k + 0x1000 for k in range(1, 7)]      # six different page tables
+    code = b"".join(X.mov_ebx(a) + X.LOAD_EAX_EBX + X.store_abs(0x5100 + 4 * i) for i, a in enumerate(addrs))
+    monitor, g, lay = _guest(tmp_path, code, mem=32 << 20, pool_frames=3)
+    for i, a in enumerate(addrs):
+        lay.map(a, 0x300000 + i * 0x1000, P | W)
+        g.gmem.write(0x300000 + i * 0x1000, 4, 0x100 + i)
+    lay.paging_on()
+    monitor.run(20_000)
+    assert g.state == "halted", g.reason
+    assert [g.gmem.read(0x5100 + 4 * i, 4) for i in range(6)] == [0x100 + i for i in range(6)]
+    assert monitor.pool.used <= 3 and g.shadow.pool_flushes > 0
+
+
+def test_paging_off_guests_run_on_an_identity_shadow(tmp_path):
+    code = X.mov_eax(0xFEEDF00D) + X.store_abs(0x345678)
+    monitor, g, lay = _guest(tmp_path, code)
+    monitor.run(10_000)
+    assert g.shadow.entry(0x345000) >> 12 == _host_frame_of(g, 0x345000)
+    assert g.monitor.host.read(_host_frame_of(g, 0x345000) * 4096 + 0x678, 4) == 0xFEEDF00D
+    assert g.cr(0) & 0x80000001 == 0x1                       # the guest still has paging off

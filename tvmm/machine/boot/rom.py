@@ -1,0 +1,51 @@
+"""Firmware ROM boot: the image at the top of the 4 GiB space and its last
+128 KiB (or all of it, if smaller) also below 1 MiB, as on a PC; execution
+starts at the reset vector F000:FFF0 (linear 0xFFFFFFF0) with the
+processor's power-on state (SDM vol. 3, 9.1.4).
+
+``read_rom`` checks the user's file; ``layout`` says where the image
+appears; the memory object maps it read-only with ``map_rom(gpa, data)``.
+"""
+
+from __future__ import annotations
+
+from .errors import BootError
+
+MIN_SIZE = 4 << 10
+MAX_SIZE = 16 << 20
+LOW_WINDOW = 128 << 10          # the ISA BIOS area 0xE0000-0xFFFFF
+
+
+def read_rom(path: str | None) -> bytes:
+    if not path:
+        raise BootError("boot=rom needs rom=FILE")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIZE + 1)
+    except FileNotFoundError:
+        raise BootError(f"{path}: no such ROM file") from None
+    except IsADirectoryError:
+        raise BootError(f"{path}: is a directory, not a ROM image") from None
+    except OSError as e:
+        raise BootError(f"{path}: cannot read ROM ({e.strerror})") from None
+    if not MIN_SIZE <= len(data) <= MAX_SIZE or len(data) % 4096:
+        raise BootError(f"{path}: a ROM image must be a multiple of 4 KiB between "
+                        f"{MIN_SIZE >> 10} KiB and {MAX_SIZE >> 20} MiB (this one is {len(data)} bytes)")
+    return data
+
+
+def layout(size: int) -> list[tuple[int, int, int]]:
+    """``(gpa, offset_in_image, length)`` for each place the image appears."""
+    low = min(size, LOW_WINDOW)
+    return [((1 << 32) - size, 0, size), ((1 << 20) - low, size - low, low)]
+
+
+def load(mem, path: str | None) -> None:
+    data = read_rom(path)
+    for gpa, off, n in layout(len(data)):
+        mem.map_rom(gpa, data[off:off + n])
+
+
+def enter(cpu) -> None:
+    """The power-on state: the reset vector F000:FFF0, real mode."""
+    cpu.reset()

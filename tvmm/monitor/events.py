@@ -1,0 +1,86 @@
+"""The monitor's event queue: what it did for each guest, and counters.
+
+Every exit, hidden or reflected page fault, injected interrupt and event
+dispatched to a guest's IDT is recorded as an ``Event`` stamped with the
+guest and the guest's instruction count.  The log keeps the newest
+``capacity`` events (the UI and the gdb stub show the recent past) and
+counts every event ever recorded by kind, so counters stay exact however
+long a session runs.
+
+Invariants: recording never changes what a guest does; an event's ``icount``
+is the guest-visible time of the instruction that caused it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+# Event kinds, grouped as the monitor's three duties.
+# virtualize the computer
+EXIT_IO = "io"                    # IN/OUT/INS/OUTS to a virtual device port
+EXIT_MMIO = "mmio"                # access to a virtual device's memory
+EXIT_CR_READ = "cr-read"
+EXIT_CR_WRITE = "cr-write"        # includes CR3 switches
+EXIT_INVLPG = "invlpg"
+EXIT_HLT = "hlt"
+EXIT_CPUID = "cpuid"
+EXIT_MSR = "msr"
+PF_HIDDEN = "pf-hidden"           # a shadow miss the monitor filled; the guest never knew
+PF_REFLECTED = "pf-reflected"     # a fault the guest's own tables cause: delivered to it
+SHADOW_FLUSH = "shadow-flush"     # shadow entries dropped (CR3 switch, paging mode change, pool pressure)
+# dispatch events
+IRQ_INJECT = "irq-inject"         # an external interrupt delivered through the guest's IDT
+IRQ_WINDOW = "irq-window"         # an interrupt waited for the guest to enable interrupts
+GUEST_EXCEPTION = "exception"     # an exception the guest's handlers take
+GUEST_SOFTINT = "softint"         # INT n (system calls)
+# allocate resources / lifecycle
+GUEST_STOP = "stop"               # halted for good, crashed, reset
+
+EXIT_KINDS = (EXIT_IO, EXIT_MMIO, EXIT_CR_READ, EXIT_CR_WRITE, EXIT_INVLPG, EXIT_HLT, EXIT_CPUID, EXIT_MSR,
+              PF_HIDDEN, PF_REFLECTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int          # global order across guests
+    guest: str
+    icount: int       # the guest's instruction count when it happened
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.guest} @{self.icount} {self.kind}: {self.detail}"
+
+
+class EventLog:
+    def __init__(self, capacity: int = 4096):
+        self.events: deque[Event] = deque(maxlen=capacity)
+        self.counts: Counter = Counter()             # (guest, kind) -> n
+        self.seq = 0
+
+    def record(self, guest: str, icount: int, kind: str, detail: str = "") -> None:
+        self.seq += 1
+        self.counts[guest, kind] += 1
+        self.events.append(Event(self.seq, guest, icount, kind, detail))
+
+    def count(self, guest: str | None = None, kind: str | None = None) -> int:
+        return sum(n for (g, k), n in self.counts.items()
+                   if (guest is None or g == guest) and (kind is None or k == kind))
+
+    def recent(self, guest: str | None = None, kinds=None, limit: int = 100) -> list[Event]:
+        """Newest first."""
+        out = []
+        for e in reversed(self.events):
+            if (guest is None or e.guest == guest) and (kinds is None or e.kind in kinds):
+                out.append(e)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def by_kind(self, guest: str | None = None) -> dict[str, int]:
+        out: Counter = Counter()
+        for (g, k), n in self.counts.items():
+            if guest is None or g == guest:
+                out[k] += n
+        return dict(out)

@@ -1,0 +1,168 @@
+"""One guest: its memory, its virtual PC, its virtual CPU, its shadow, its state.
+
+A guest is built from a ``GuestSpec``: the monitor gives it host frames
+(its machine map), a virtual PC (the standard devices, each the guest's own)
+whose CPU is a ``VirtualCpu`` in guest mode, a shadow page table from the
+monitor's pool, and boots it the way the spec says (Multiboot kernel, disk
+boot sector or firmware ROM).
+
+Lifecycle (``state``): ``running`` → ``halted`` (HLT with nothing left to
+wake it), ``exited`` (debug-exit; ``exit_status``), ``crashed`` (triple
+fault, an internal error; ``reason``), ``paused`` (a debugger or the user);
+``reset()`` brings any state back to a fresh boot.
+
+Invariants:
+- Guest time is the guest's own instruction count plus its idle skips
+  (``pc.now()``): what siblings do never changes what this guest sees.
+- Nothing a guest does raises out of ``run``: its faults end as a state
+  with a reason.
+"""
+
+from __future__ import annotations
+
+from ..guestspec import GuestSpec
+from ..machine.boot import disk as diskboot
+from ..machine.boot import multiboot, rom as romboot
+from ..machine.errors import Stop, StopKind
+from ..machine.pc import PC
+from . import events as ev
+from .aperture import GuestApertureMap
+from .guestmem import GuestPhysicalMemory
+from .shadow import ShadowMmu
+from .vcpu import ExitPort, VirtualCpu
+
+PAGE = 4096
+
+RUNNING, PAUSED, HALTED, EXITED, CRASHED = "running", "paused", "halted", "exited", "crashed"
+
+
+class Guest:
+    def __init__(self, monitor, spec: GuestSpec, on_console=None):
+        self.monitor = monitor
+        self.spec = spec
+        self.name = spec.name
+        self.log = monitor.log
+        self.console = bytearray()
+        self._on_console = on_console
+        self.state = RUNNING
+        self.reason = ""
+        self.exit_status: int | None = None
+        self.frames = monitor.frames.alloc(spec.mem // PAGE)
+        self.extra_frames: list[int] = []         # ROM contents
+        try:
+            self._build()
+        except BaseException:
+            monitor.frames.free(self.frames + self.extra_frames)
+            raise
+
+    def _rom_frames(self, n: int) -> list[int]:
+        frames = self.monitor.frames.alloc(n)
+        self.extra_frames += frames
+        return frames
+
+    def _build(self) -> None:
+        spec, monitor = self.spec, self.monitor
+        self.gmem = GuestPhysicalMemory(spec.mem, monitor.host, self.frames)
+        self.gmem.host_frames_for_rom = self._rom_frames
+        self.aperture = GuestApertureMap(self)
+        self.shadow = ShadowMmu(self.gmem, monitor.pool, self.aperture.hpa)
+        self.pc = PC(spec.mem, mem=self.gmem, on_console=self._console_byte,
+                     disks=(spec.disk0, spec.disk1), make_cpu=self._make_vcpu,
+                     on_a20=lambda enabled: self.vcpu.set_a20(enabled))
+        self.vcpu: VirtualCpu = self.pc.cpu
+        self.aperture.refresh_vapic()
+        self._boot()
+
+    def _make_vcpu(self, pc: PC) -> VirtualCpu:
+        port = ExitPort(lambda: self.vcpu, pc.timed_bus())
+        self.vcpu = VirtualCpu(self.monitor.host, self, port)
+        return self.vcpu
+
+    def _boot(self) -> None:
+        spec = self.spec
+        if spec.boot == "disk":
+            diskboot.load(self.gmem, self.pc.disks[0])
+            diskboot.enter(self.vcpu)
+        elif spec.boot == "rom":
+            romboot.load(self.gmem, spec.rom)
+            romboot.enter(self.vcpu)
+        else:
+            info = multiboot.load(self.gmem, spec.kernel, spec.cmdline)
+            multiboot.enter(self.vcpu, info)
+
+    def _console_byte(self, b: int) -> None:
+        self.console.append(b)
+        if self._on_console is not None:
+            self._on_console(self, b)
+
+    # -- time and state --------------------------------------------------------------------
+    @property
+    def icount(self) -> int:
+        return self.vcpu.icount
+
+    def now(self) -> int:
+        return self.pc.now()
+
+    @property
+    def runnable(self) -> bool:
+        return self.state == RUNNING
+
+    def run(self, max_insns: int) -> Stop:
+        """Run up to ``max_insns`` of this guest's virtual time.  A stop
+        that ends the guest sets its state (and is returned)."""
+        monitor = self.monitor
+        monitor.current = self
+        try:
+            stop = self.pc.run(max_insns)
+        finally:
+            monitor.current = None
+        kind = stop.kind
+        if kind == StopKind.BUDGET:
+            return stop
+        if kind == StopKind.HALTED:
+            self._end(HALTED, "halted with interrupts disabled (nothing can wake it)")
+        elif kind == StopKind.REQUEST and self.pc.exit_status is not None:
+            self.exit_status = self.pc.exit_status
+            self._end(EXITED, f"debug-exit status {self.exit_status}")
+        elif kind == StopKind.REQUEST and stop.data.get("reset"):
+            self.log.record(self.name, self.icount, ev.GUEST_STOP, "reset requested by the guest")
+            self.reset()
+        elif kind in (StopKind.SHUTDOWN, StopKind.ERROR):
+            self._end(CRASHED, str(stop))
+        else:                                  # breakpoints, steps, watchpoints, other requests
+            self.state = PAUSED
+            self.reason = str(stop)
+        return stop
+
+    def _end(self, state: str, reason: str) -> None:
+        self.state, self.reason = state, reason
+        self.log.record(self.name, self.icount, ev.GUEST_STOP, f"{state}: {reason}")
+
+    def pause(self, reason: str = "paused") -> None:
+        if self.state == RUNNING:
+            self.state, self.reason = PAUSED, reason
+
+    def resume(self) -> None:
+        if self.state == PAUSED:
+            self.state, self.reason = RUNNING, ""
+
+    def reset(self) -> None:
+        """A fresh boot in the same memory (zeroed), same configuration."""
+        monitor = self.monitor
+        self.shadow.release()
+        monitor.frames.free(self.frames + self.extra_frames)
+        self.extra_frames = []
+        self.frames = monitor.frames.alloc(self.spec.mem // PAGE)
+        self.console.clear()
+        self.state, self.reason, self.exit_status = RUNNING, "", None
+        self._build()
+        self.log.record(self.name, self.icount, ev.GUEST_STOP, "reset: booted again")
+
+    def destroy(self) -> None:
+        self.shadow.release()
+        self.monitor.frames.free(self.frames + self.extra_frames)
+        self.frames, self.extra_frames = [], []
+
+    # -- what the guest sees ------------------------------------------------------------------
+    def cr(self, n: int) -> int:
+        return self.vcpu.guest_cr(n)

@@ -1,0 +1,195 @@
+"""A guest's virtual CPU: the processor in guest mode plus the monitor's
+handlers for its exits.
+
+``VirtualCpu`` is a ``machine.cpu.CPU`` running on host-physical memory with
+``vmx`` set to itself, so its sensitive operations come here (see
+``machine/vmx.py`` for which ones and when).  It keeps the guest's own
+control registers (``vcr0``, ``vcr3``, ``vcr4``: what the guest wrote and
+reads back) apart from the real ones the processor uses (``cr0`` with PG
+and WP always set, ``cr3`` = the shadow page directory, ``cr4`` without PSE).
+
+``set_cr0``/``set_cr3``/``set_cr4`` take *guest* values: the boot loaders,
+the gdb stub and the exit handlers all mean the guest's registers.
+
+Invariants:
+- What a guest reads from CR0/CR3/CR4 (and SMSW) is what it wrote.
+- The real CR3 always points at this guest's shadow; the real CR0 always
+  has PG (even for a real-mode guest: the shadow is then an identity map of
+  guest-physical memory) and WP (dirty tracking).
+- Every exit is recorded in the monitor's event log with the guest's
+  instruction count.
+"""
+
+from __future__ import annotations
+
+from ..machine.consts import CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, M32, PF_VEC
+from ..machine.cpu import CPU
+from ..machine.errors import CpuFault
+from . import events as ev
+
+ET = 0x10
+CR0_RESET = 0x60000010
+
+
+class VirtualCpu(CPU):
+    def __init__(self, host_mem, guest, io):
+        self.guest = guest
+        self.shadow = guest.shadow
+        self.log = guest.log
+        self.vcr0, self.vcr3, self.vcr4 = CR0_RESET, 0, 0
+        self.a20 = M32
+        self._string_io = False
+        self._irq_blocked_since: int | None = None
+        self._last_dispatch = None
+        super().__init__(host_mem, io, cpuid_hypervisor=True)
+        self.vmx = self
+        self.intercept = self._dispatched
+
+    # -- real state from guest state ---------------------------------------------------
+    def reset(self) -> None:
+        super().reset()
+        self.vcr0, self.vcr3, self.vcr4 = CR0_RESET, 0, 0
+        self.a20 = M32
+        if getattr(self, "shadow", None) is not None:
+            self.shadow.flush(self, keep_global=False)
+            self._apply_real()
+
+    def _apply_real(self) -> None:
+        CPU.set_cr0(self, (self.vcr0 & ~CR0_PG) | CR0_PG | CR0_WP)
+        self.cr3 = self.shadow.root_hpa
+        CPU.set_cr4(self, self.vcr4 & ~CR4_PSE)
+        self.flush_tlb(keep_global=False)
+
+    def _record(self, kind: str, detail: str) -> None:
+        self.log.record(self.guest.name, self.insn_time(), kind, detail)
+
+    # -- the guest's control registers ------------------------------------------------------
+    def set_cr0(self, value: int) -> None:
+        old, self.vcr0 = self.vcr0, value | ET
+        if (old ^ value) & (CR0_PG | CR0_PE | CR0_WP):
+            n = self.shadow.flush(self, keep_global=False)
+            self._record(ev.SHADOW_FLUSH, f"CR0 {old:#x} -> {self.vcr0:#x}: paging mode changed, {n} entries")
+        self._apply_real()
+
+    def set_cr3(self, value: int) -> None:
+        self.vcr3 = value & 0xFFFFF018
+        keep = bool(self.vcr4 & CR4_PGE)
+        n = self.shadow.flush(self, keep_global=keep)
+        self._record(ev.SHADOW_FLUSH, f"CR3 {self.vcr3:#x}: {n} entries dropped"
+                     + (" (global kept)" if keep else ""))
+
+    def set_cr4(self, value: int) -> None:
+        old, self.vcr4 = self.vcr4, value
+        if (old ^ value) & (CR4_PSE | CR4_PGE):
+            n = self.shadow.flush(self, keep_global=False)
+            self._record(ev.SHADOW_FLUSH, f"CR4 {old:#x} -> {value:#x}: {n} entries")
+        self._apply_real()
+
+    def set_a20(self, enabled: bool) -> None:
+        """The guest's A20 gate masks guest-physical addresses: a shadow matter."""
+        self.a20 = M32 if enabled else 0xFFEFFFFF
+        self.shadow.flush(self, keep_global=False)
+
+    def guest_cr(self, n: int) -> int:
+        return (self.vcr0, 0, self.cr2, self.vcr3, self.vcr4)[n]
+
+    # -- exits (machine/vmx.py VmExits) -----------------------------------------------------
+    def cr_read(self, n: int) -> int:
+        v = self.guest_cr(n)
+        self._record(ev.EXIT_CR_READ, f"CR{n} -> {v:#x}")
+        return v
+
+    def cr_write(self, n: int, value: int) -> None:
+        self._record(ev.EXIT_CR_WRITE, f"CR{n} <- {value:#x}")
+        (self.set_cr0, None, None, self.set_cr3, self.set_cr4)[n](value)
+
+    def invlpg_exit(self, lin: int) -> None:
+        self._record(ev.EXIT_INVLPG, f"{lin:#010x}")
+        self.shadow.invlpg(self, lin)
+
+    def hlt(self) -> None:
+        self._record(ev.EXIT_HLT, f"at {self.eip:#010x}")
+
+    def cpuid(self) -> None:
+        self._record(ev.EXIT_CPUID, f"-> eax={self.regs[0]:#x} (hypervisor bit set)")
+
+    def msr_exit(self, write: bool, index: int) -> None:
+        self._record(ev.EXIT_MSR, f"{'wrmsr' if write else 'rdmsr'} {index:#x}")
+
+    def io_string(self, port: int, size: int, out: bool, count: int) -> None:
+        # Recorded at the first element's port access: an attempt that takes
+        # a hidden page fault on its memory operand first is not an exit.
+        self._string_io = f"rep {'outs' if out else 'ins'} port {port:#x} x{count} size {size}"
+
+    def io_string_done(self) -> None:
+        self._string_io = False
+
+    def _io_exit(self, detail) -> None:
+        """One port access: an exit of its own, or part of a REP INS/OUTS."""
+        s = self._string_io
+        if s is False:
+            self._record(ev.EXIT_IO, detail())
+        elif s is not True:
+            self._record(ev.EXIT_IO, s)
+            self._string_io = True
+
+    def exception(self, fault: CpuFault) -> CpuFault | None:
+        if fault.vector != PF_VEC or fault.cr2 is None:
+            return fault                      # the guest's own; logged when dispatched
+        reflected = self.shadow.page_fault(self, self, fault)
+        if reflected is None:
+            self._record(ev.PF_HIDDEN, f"{fault.cr2:#010x} err {fault.error_code:#x} -> "
+                         f"shadow {self.shadow.entry(fault.cr2):#010x}")
+        else:
+            self._record(ev.PF_REFLECTED, f"{reflected.cr2:#010x} err {reflected.error_code:#x} "
+                         f"eip {self.eip:#010x}")
+        return reflected
+
+    # -- events reaching the guest's IDT ---------------------------------------------------------
+    def _dispatched(self, vector, error_code, return_eip, soft, external) -> bool:
+        """Logs every event delivered to the guest (never claims it).  A
+        delivery retried after a hidden fault on the guest's stack or IDT is
+        the same event: same vector, return address and instruction count."""
+        key = (vector, return_eip, self.icount)
+        if key == self._last_dispatch:
+            return False
+        self._last_dispatch = key
+        if external:
+            waited = self._irq_blocked_since
+            if waited is not None:
+                self._record(ev.IRQ_WINDOW, f"vector {vector:#x} waited {self.icount - waited} insns for IF")
+                self._irq_blocked_since = None
+            self._record(ev.IRQ_INJECT, f"vector {vector:#x}")
+        elif soft:
+            self._record(ev.GUEST_SOFTINT, f"int {vector:#x} from {return_eip:#010x}")
+        elif vector != PF_VEC:
+            err = "" if error_code is None else f" err {error_code:#x}"
+            self._record(ev.GUEST_EXCEPTION, f"vector {vector}{err} at {self.eip:#010x}")
+        return False
+
+    def set_intr(self, level: bool) -> None:
+        """The guest's virtual interrupt controller drives INTR; while the
+        guest has interrupts disabled the interrupt waits for a window."""
+        if level and self._irq_blocked_since is None and not (self.eflags & 0x200):
+            self._irq_blocked_since = self.icount
+        if not level:
+            self._irq_blocked_since = None
+        super().set_intr(level)
+
+
+class ExitPort:
+    """The vCPU's port space: every IN/OUT is an I/O exit emulated against
+    the guest's virtual devices (a REP INS/OUTS is one exit)."""
+
+    def __init__(self, vcpu_ref, bus):
+        self._vcpu = vcpu_ref                 # callable -> VirtualCpu (built after the port)
+        self._bus = bus
+
+    def port_in(self, port: int, size: int) -> int:
+        v = self._bus.port_in(port, size)
+        self._vcpu()._io_exit(lambda: f"in {port:#x}/{size} -> {v:#x}")
+        return v
+
+    def port_out(self, port: int, size: int, value: int) -> None:
+        self._vcpu()._io_exit(lambda: f"out {port:#x}/{size} <- {value:#x}")
+        self._bus.port_out(port, size, value)

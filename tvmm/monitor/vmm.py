@@ -1,0 +1,116 @@
+"""The virtual machine monitor: several guests on one machine.
+
+``Monitor`` owns the machine's host-physical memory and divides it: guest
+RAM in frames (each guest's machine map), a pool of frames for shadow page
+tables (with a limit), and the device aperture through which guest device
+memory is emulated.  It time-slices the one processor among the guests and
+records what it does in an event log.
+
+The caller owns the loop: ``run(max_insns)`` gives every runnable guest up
+to ``max_insns`` of its virtual time, in round-robin slices of
+``slice_insns``, and returns what happened.  Fairness: each round gives each
+runnable guest the same quantum of virtual time, so guests advance at the
+same virtual speed; a halted guest's quantum costs nothing (its time jumps
+to its next device event); a stopped one is skipped and its siblings go on.
+
+Invariants:
+- One guest runs at a time (``current``); the device aperture routes to it.
+- A guest's failure (triple fault, garbage, an internal error while
+  emulating for it) stops that guest with a reason; no other guest is
+  touched, and ``run`` never raises because of a guest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..guestspec import GuestSpec
+from ..machine.memory import PhysicalMemory
+from .aperture import DeviceAperture
+from .events import EventLog
+from .guest import Guest
+from .hostmem import MAX_HOST_RAM, FrameAllocator, OutOfMemory
+from .shadow import ShadowPool
+
+PAGE = 4096
+DEFAULT_POOL_FRAMES = 2048          # 8 MiB of shadow tables
+DEFAULT_SLICE = 50_000
+
+
+@dataclass
+class RunResult:
+    """What one ``Monitor.run`` call did."""
+    stopped: list = field(default_factory=list)     # (guest, Stop) for guests that left RUNNING
+    ran: dict = field(default_factory=dict)         # guest name -> virtual instructions advanced
+
+    @property
+    def idle(self) -> bool:
+        return not self.ran
+
+
+class Monitor:
+    def __init__(self, host_mem: int, *, pool_frames: int = DEFAULT_POOL_FRAMES,
+                 slice_insns: int = DEFAULT_SLICE):
+        if host_mem > MAX_HOST_RAM or host_mem % PAGE:
+            raise ValueError(f"host memory must be a multiple of 4 KiB below {MAX_HOST_RAM >> 20} MiB")
+        self.host = PhysicalMemory(host_mem)
+        self.frames = FrameAllocator(self.host)
+        self.pool = ShadowPool(self.frames, pool_frames)
+        self.aperture = DeviceAperture(self)
+        self.aperture.attach(self.host)
+        self.log = EventLog()
+        self.guests: list[Guest] = []
+        self.current: Guest | None = None
+        self.slice_insns = slice_insns
+
+    @staticmethod
+    def host_size_for(specs, pool_frames: int = DEFAULT_POOL_FRAMES) -> int:
+        """Enough host memory for these guests, their ROMs and the shadow pool."""
+        rom = 16 << 20
+        return sum(s.mem + rom for s in specs) + (pool_frames + 16) * PAGE
+
+    # -- guests ---------------------------------------------------------------------------
+    def add_guest(self, spec: GuestSpec, on_console=None) -> Guest:
+        if any(g.name == spec.name for g in self.guests):
+            raise ValueError(f"two guests named {spec.name!r}")
+        try:
+            guest = Guest(self, spec, on_console)
+        except OutOfMemory as e:
+            raise OutOfMemory(f"guest {spec.name}: {e}") from None
+        self.guests.append(guest)
+        return guest
+
+    def guest(self, name: str) -> Guest:
+        for g in self.guests:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def remove_guest(self, guest: Guest) -> None:
+        self.guests.remove(guest)
+        guest.destroy()
+
+    # -- the processor's time ------------------------------------------------------------------
+    def run(self, max_insns: int) -> RunResult:
+        """Advance each runnable guest by up to ``max_insns`` of its virtual time."""
+        result = RunResult()
+        left = {g.name: max_insns for g in self.guests}
+        while True:
+            progressed = False
+            for g in self.guests:
+                if not g.runnable or left[g.name] <= 0:
+                    continue
+                start = g.now()
+                stop = g.run(min(self.slice_insns, left[g.name]))
+                advanced = g.now() - start
+                left[g.name] -= max(advanced, 1)
+                result.ran[g.name] = result.ran.get(g.name, 0) + advanced
+                progressed = True
+                if not g.runnable:
+                    result.stopped.append((g, stop))
+            if not progressed:
+                return result
+
+    @property
+    def all_stopped(self) -> bool:
+        return not any(g.runnable for g in self.guests)
