@@ -27,6 +27,10 @@ def test_bench_json_contract():
     # unicorn can run call-ret (no IDT delivery needed) but not the #PF loop
     assert doc["workloads"]["call-ret"]["unicorn_mips"] > 0
     assert doc["workloads"]["page-fault-loop"]["unicorn_mips"] is None
+    # the same programs as guests under the monitor: speed and exits by kind
+    pf = doc["workloads"]["page-fault-loop"]["guest_exits_per_minsn"]
+    assert doc["workloads"]["call-ret"]["guest_mips"] > 0
+    assert pf["pf-reflected"] > 1000 and pf["pf-hidden"] > 0      # the guest's own faults, reflected
 
 
 def test_bench_workloads_compute_what_they_should():

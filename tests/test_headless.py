@@ -99,3 +99,29 @@ def test_bad_disk_images_are_one_line_errors(tmp_path):
                         (f"disk0={blank}", "not a bootable disk")]:
         r = tvmm("run", "--headless", "--guest", spec)
         assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_several_guests_run_side_by_side_with_prefixed_consoles():
+    r = tvmm("run", "--headless", "--guest", f"name=a,kernel={HELLO},mem=16M",
+             "--guest", f"name=b,kernel={HELLO},mem=32M")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "a| Hello from the hello sample kernel!" in lines and "b| memory: 32 MiB" in lines
+    assert "a| memory: 16 MiB" in lines and sum(line.endswith("| bye") for line in lines) == 2
+
+
+def test_a_crashing_guest_fails_the_run_but_its_sibling_finishes(tmp_path):
+    bad = tmp_path / "bad.bin"         # Multiboot a.out-kludge image whose code is ud2 with no IDT
+    import struct
+    magic, flags = 0x1BADB002, 0x00010000
+    bad.write_bytes(struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF, 0x100000, 0x100000,
+                                0, 0, 0x100020) + b"\x0f\x0b")
+    r = tvmm("run", "--headless", "--guest", f"name=bad,kernel={bad}", "--guest", f"name=ok,kernel={HELLO}")
+    assert r.returncode == 1
+    assert "ok| bye" in r.stdout.splitlines()
+    assert "guest bad" in r.stderr and "triple fault" in r.stderr
+
+
+def test_two_guests_with_one_name_is_a_usage_error():
+    r = tvmm("run", "--headless", "--guest", f"name=x,kernel={HELLO}", "--guest", f"name=x,kernel={HELLO}")
+    assert r.returncode == 2 and "two guests are named 'x'" in r.stderr and r.stderr.count("\n") == 1

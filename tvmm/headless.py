@@ -185,10 +185,9 @@ def _run(monitor: Monitor, args, script: list) -> int:
         elapsed += n
         sys.stdout.buffer.flush()
         for guest, stop in result.stopped:
-            if guest.state == CRASHED and guest.name not in crashed_reported:
-                crashed_reported.add(guest.name)
-                if len(monitor.guests) > 1 and not monitor.all_stopped:
-                    print(f"tvmm run: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
+            if guest.state == CRASHED and len(monitor.guests) > 1 and not monitor.all_stopped:
+                crashed_reported.add(guest.name)       # say so now: its siblings run on
+                print(f"tvmm run: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
         if scripted:
             _advance_script(monitor, script, cursors)
             if not script:
@@ -210,7 +209,7 @@ def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:
         return status
     crashed = [g for g in monitor.guests if g.state == CRASHED]
     for g in crashed:
-        if g.name not in reported or len(monitor.guests) == 1:
+        if g.name not in reported:
             print(f"tvmm run: guest {g.name} stopped: {g.reason}", file=sys.stderr)
     if crashed:
         return 1

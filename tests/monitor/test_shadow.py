@@ -83,8 +83,9 @@ def test_write_to_a_read_only_page_faults_with_wp_and_not_without(tmp_path):
             assert not g.shadow.entry(0x400000) & U           # supervisor-only in the shadow
 
 
-def test_the_shadow_is_the_guests_tlb_stale_until_invlpg(tmp_path):
-    # read via the old mapping, retarget the PTE, read again (stale), INVLPG, read (fresh)
+def test_the_shadow_follows_the_guests_page_table_writes(tmp_path):
+    # read via the old mapping, retarget the PTE (a write to a watched guest
+    # table: the derived shadow entry goes), read again, INVLPG, read again
     monitor, g, lay = _guest(tmp_path, b"")
     pte_at = lay.map(0x400000, 0x300000, P | W)
     code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
@@ -96,8 +97,30 @@ def test_the_shadow_is_the_guests_tlb_stale_until_invlpg(tmp_path):
     g.gmem.write(0x301000, 4, 0x22222222)
     lay.paging_on()
     monitor.run(10_000)
-    assert [g.gmem.read(0x5100 + 4 * i, 4) for i in range(3)] == [0x11111111, 0x11111111, 0x22222222]
+    assert [g.gmem.read(0x5100 + 4 * i, 4) for i in range(3)] == [0x11111111, 0x22222222, 0x22222222]
+    assert monitor.log.count("g", ev.PT_WRITE) >= 1
     assert monitor.log.count("g", ev.EXIT_INVLPG) == 1
+    assert g.shadow.entry(0x400000) >> 12 == _host_frame_of(g, 0x301000)
+
+
+def test_shadow_roots_are_cached_across_cr3_switches(tmp_path):
+    pd2 = 0x30000
+    monitor, g, lay = _guest(tmp_path, b"")
+    lay.identity(0, 0x200000, pd=pd2)
+    lay.map(0x400000, 0x300000, P | W)
+    lay.map(0x400000, 0x301000, P | W, pd=pd2)
+    one = X.mov_ebx(0x400000) + X.LOAD_EAX_EBX
+    switch = lambda pd: X.mov_eax(pd) + X.MOV_CR3_EAX       # noqa: E731
+    code = one + switch(pd2) + one + b"".join(switch(pd) + one for pd in (PD, pd2) * 5) + X.HLT
+    g.gmem.write_bytes(0x100020, code)
+    lay.paging_on()
+    monitor.run(20_000)
+    assert g.state == "halted"
+    switches = monitor.log.recent("g", kinds={ev.EXIT_CR_WRITE})
+    assert sum("cached shadow root" in e.detail for e in switches) == 10
+    assert {PD, pd2} <= set(g.shadow.roots)
+    hidden = monitor.log.recent("g", kinds={ev.PF_HIDDEN})
+    assert all(e.icount < 12 for e in hidden)                # every fill happened on the first visits
 
 
 def test_cr3_switch_changes_address_space_and_reads_back_the_guest_value(tmp_path):
@@ -119,20 +142,21 @@ def test_cr3_switch_changes_address_space_and_reads_back_the_guest_value(tmp_pat
     assert monitor.log.count("g", ev.EXIT_CR_WRITE) >= 1 and monitor.log.count("g", ev.EXIT_CR_READ) == 1
 
 
-def test_global_entries_survive_a_cr3_write_only_with_pge(tmp_path):
-    for pge in (False, True):
-        sub = tmp_path / str(pge)
-        sub.mkdir()
-        monitor, g, lay = _guest(sub, b"")
-        lay.map(0x400000, 0x300000, P | W | G)
-        lay.map(0x401000, 0x301000, P | W)
-        code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.mov_ebx(0x401000) + X.LOAD_EAX_EBX
-                + X.MOV_EAX_CR3 + X.MOV_CR3_EAX + X.HLT)
-        g.gmem.write_bytes(0x100020, code)
-        lay.paging_on(cr4=0x80 if pge else 0)
-        monitor.run(10_000)
-        assert bool(g.shadow.entry(0x400000) & P) == pge
-        assert g.shadow.entry(0x401000) == 0
+def test_a_page_directory_write_drops_the_shadow_table_it_mirrored(tmp_path):
+    monitor, g, lay = _guest(tmp_path, b"")
+    lay.map(0x400000, 0x300000, P | W)
+    second = lay.next_table                                  # another guest page table for the same 4 MiB
+    g.gmem.write_bytes(second, bytes(4096))
+    g.gmem.write(second, 4, 0x302000 | P | W)
+    code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+            + X.mov_eax(second | P | W | U) + X.store_abs(PD + 4)   # retarget directory entry 1
+            + X.LOAD_EAX_EBX + X.store_abs(0x5104) + X.HLT)
+    g.gmem.write_bytes(0x100020, code)
+    g.gmem.write(0x300000, 4, 0xAAAA)
+    g.gmem.write(0x302000, 4, 0xCCCC)
+    lay.paging_on()
+    monitor.run(10_000)
+    assert [g.gmem.read(0x5100, 4), g.gmem.read(0x5104, 4)] == [0xAAAA, 0xCCCC]
 
 
 def test_guest_4mib_pages_are_split_into_4k_shadow_entries(tmp_path):

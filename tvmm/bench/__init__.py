@@ -47,6 +47,37 @@ def run_tvmm(w: W.Workload) -> dict:
     return {"instructions": cpu.icount, "seconds": dt, "mips": cpu.icount / dt / 1e6}
 
 
+def run_guest(w: W.Workload) -> dict:
+    """The same workload as a guest under the monitor: its speed and its
+    exits by kind per million instructions."""
+    from ..guestspec import GuestSpec
+    from ..monitor.events import EXIT_KINDS
+    from ..monitor.vmm import Monitor
+    spec = GuestSpec(name="bench", mem=W.MEM_SIZE, boot="multiboot", kernel="-")
+    monitor = Monitor(Monitor.host_size_for([spec]))
+    g = monitor.add_guest(spec, boot=False)
+    for pa, data in W.build_memory_image(w):
+        g.gmem.write_bytes(pa, data)
+    cpu = g.vcpu
+    enter_flat32(cpu, W.CODE, W.STACK_TOP)
+    cpu.gdtr_base, cpu.gdtr_limit = W.GDT, 23
+    cpu.idtr_base, cpu.idtr_limit = W.IDT, 256 * 8 - 1
+    for name, v in w.regs.items():
+        cpu.regs[REGS.index(name)] = v
+    if w.paging:
+        cpu.set_cr3(W.PD)
+        cpu.set_cr0(cpu.guest_cr(0) | CR0_PG)
+    t0 = time.perf_counter()
+    while g.runnable:
+        monitor.run(10**7)
+    dt = time.perf_counter() - t0
+    if g.state != "halted":
+        raise RuntimeError(f"workload {w.name} did not finish as a guest: {g.state} {g.reason}")
+    kinds = monitor.log.by_kind("bench")
+    exits = {k: float(f"{kinds[k] * 1e6 / g.icount:.3g}") for k in EXIT_KINDS if kinds.get(k)}
+    return {"instructions": g.icount, "seconds": dt, "mips": g.icount / dt / 1e6, "exits_per_minsn": exits}
+
+
 def run_unicorn(w: W.Workload, instructions: int) -> dict | None:
     """Unicorn's time for the same program; None when unicorn is missing or
     the workload needs IDT delivery (unicorn hands exceptions to hooks)."""
@@ -72,19 +103,27 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--workload", action="append", choices=[w.name for w in W.ALL],
                     help="run only this workload (repeatable)")
     ap.add_argument("--no-unicorn", action="store_true", help="skip unicorn's reference figures")
+    ap.add_argument("--no-guest", action="store_true", help="skip the runs as a guest under the monitor")
     args = ap.parse_args(argv)
     chosen = [w for w in W.ALL if not args.workload or w.name in args.workload]
     out = {}
     for w in chosen:
         ours = run_tvmm(w)
         ref = None if args.no_unicorn else run_unicorn(w, ours["instructions"])
+        guest = None if args.no_guest else run_guest(w)
         out[w.name] = {"mips": round(ours["mips"], 3), "instructions": ours["instructions"],
                        "seconds": round(ours["seconds"], 3),
-                       "unicorn_mips": None if ref is None else round(ref["mips"], 3)}
+                       "unicorn_mips": None if ref is None else round(ref["mips"], 3),
+                       "guest_mips": None if guest is None else round(guest["mips"], 3),
+                       "guest_exits_per_minsn": None if guest is None else guest["exits_per_minsn"]}
         if not args.json:
             u = "n/a" if ref is None else f"{ref['mips']:.1f}"
-            print(f"{w.name:18} {ours['mips']:7.2f} MIPS  ({ours['instructions']:,} insns in "
-                  f"{ours['seconds']:.2f} s)   unicorn: {u} MIPS", flush=True)
+            line = (f"{w.name:18} {ours['mips']:7.2f} MIPS  ({ours['instructions']:,} insns in "
+                    f"{ours['seconds']:.2f} s)   unicorn: {u} MIPS")
+            if guest is not None:
+                ex = ", ".join(f"{k} {v:g}" for k, v in guest["exits_per_minsn"].items()) or "none"
+                line += f"\n{'':18} as a guest: {guest['mips']:7.2f} MIPS, exits per M insns: {ex}"
+            print(line, flush=True)
     if args.json:
         print(json.dumps({"workloads": out}, indent=2))
     return 0

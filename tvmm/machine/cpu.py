@@ -266,7 +266,9 @@ class CPU:
             else:
                 tr, tw = self._tlb_rs, self._tlb_ws
             tr[vpn] = delta
-            if writable and pfn not in self.mem.code_pages and pfn not in self.mem.readonly_pages:
+            mem = self.mem
+            if writable and pfn not in mem.code_pages and pfn not in mem.readonly_pages \
+                    and pfn not in mem.write_watch:
                 tw[vpn] = delta
                 self._wmap.setdefault(pfn, set()).add(vpn)
             self._tlb_filled[vpn] = glob
@@ -459,6 +461,11 @@ class CPU:
     # ------------------------------------------------------ decoded-code cache
     def _protect_code_page(self, pfn: int) -> None:
         self.mem.code_pages.add(pfn)
+        self.drop_write_entries(pfn)
+
+    def drop_write_entries(self, pfn: int) -> None:
+        """Forget the write-TLB entries for physical frame ``pfn`` (it just
+        became a code page, or write-watched), so stores take the slow path."""
         for vpn in self._wmap.pop(pfn, ()):
             self._tlb_ws[vpn] = self._tlb_wu[vpn] = None
 

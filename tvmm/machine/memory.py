@@ -62,6 +62,10 @@ class PhysicalMemory:
         # guest's firmware ROM): stores to them are dropped; the CPU keeps
         # them out of its write TLB, so every store comes through ``write``.
         self.readonly_pages: set[int] = set()
+        # RAM frames whose writes someone must see (a monitor's write-protected
+        # guest page tables): ``fn(pa, size)`` runs after each write to them.
+        # The CPU keeps them out of its write TLB, like code pages.
+        self.write_watch: dict[int, Callable[[int, int], None]] = {}
         self._invalidators: list[Callable[[int], None]] = []
 
     # -- configuration -----------------------------------------------------------
@@ -152,6 +156,8 @@ class PhysicalMemory:
         if pa + size <= self.size and pfn not in self._mmio_pages \
                 and ((pa + size - 1) >> PAGE_SHIFT) not in self._mmio_pages:
             self.ram[pa:pa + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+            if self.write_watch:
+                self._watched(pa, size)
             return
         r = self.region_at(pa)
         if r is not None and pa + size <= r.end:
@@ -159,6 +165,16 @@ class PhysicalMemory:
             return
         for i in range(size):
             self._write_byte(pa + i, (value >> (8 * i)) & 0xFF)
+
+    def _watched(self, pa: int, size: int) -> None:
+        fn = self.write_watch.get(pa >> PAGE_SHIFT)
+        if fn is not None:
+            fn(pa, min(size, 0x1000 - (pa & 0xFFF)))
+        last = (pa + size - 1) >> PAGE_SHIFT
+        if last != pa >> PAGE_SHIFT:
+            fn = self.write_watch.get(last)
+            if fn is not None:
+                fn(last << PAGE_SHIFT, (pa + size) & 0xFFF)
 
     def _write_byte(self, pa: int, value: int) -> None:
         r = self.region_at(pa)
@@ -190,6 +206,12 @@ class PhysicalMemory:
                 if pfn in self.code_pages:
                     self._invalidate(pfn)
         self.ram[pa:end] = data[:end - pa]
+        if self.write_watch:
+            for pfn in range(pa >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
+                fn = self.write_watch.get(pfn)
+                if fn is not None:
+                    lo = max(pa, pfn << PAGE_SHIFT)
+                    fn(lo, min(end, (pfn + 1) << PAGE_SHIFT) - lo)
 
     def discard(self, pa: int, n: int) -> None:
         """Zero a page-aligned RAM range and give its host memory back (the

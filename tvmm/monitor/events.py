@@ -28,7 +28,8 @@ EXIT_CPUID = "cpuid"
 EXIT_MSR = "msr"
 PF_HIDDEN = "pf-hidden"           # a shadow miss the monitor filled; the guest never knew
 PF_REFLECTED = "pf-reflected"     # a fault the guest's own tables cause: delivered to it
-SHADOW_FLUSH = "shadow-flush"     # shadow entries dropped (CR3 switch, paging mode change, pool pressure)
+PT_WRITE = "pt-write"             # a store to a guest page table a shadow mirrors (write-protected)
+SHADOW_FLUSH = "shadow-flush"     # every shadow root dropped (paging mode change, A20, reset)
 # dispatch events
 IRQ_INJECT = "irq-inject"         # an external interrupt delivered through the guest's IDT
 IRQ_WINDOW = "irq-window"         # an interrupt waited for the guest to enable interrupts
@@ -38,7 +39,7 @@ GUEST_SOFTINT = "softint"         # INT n (system calls)
 GUEST_STOP = "stop"               # halted for good, crashed, reset
 
 EXIT_KINDS = (EXIT_IO, EXIT_MMIO, EXIT_CR_READ, EXIT_CR_WRITE, EXIT_INVLPG, EXIT_HLT, EXIT_CPUID, EXIT_MSR,
-              PF_HIDDEN, PF_REFLECTED)
+              PF_HIDDEN, PF_REFLECTED, PT_WRITE)
 
 
 @dataclass(frozen=True, slots=True)

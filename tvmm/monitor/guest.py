@@ -37,7 +37,7 @@ RUNNING, PAUSED, HALTED, EXITED, CRASHED = "running", "paused", "halted", "exite
 
 
 class Guest:
-    def __init__(self, monitor, spec: GuestSpec, on_console=None):
+    def __init__(self, monitor, spec: GuestSpec, on_console=None, boot: bool = True):
         self.monitor = monitor
         self.spec = spec
         self.name = spec.name
@@ -47,6 +47,7 @@ class Guest:
         self.state = RUNNING
         self.reason = ""
         self.exit_status: int | None = None
+        self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents
         try:
@@ -65,13 +66,15 @@ class Guest:
         self.gmem = GuestPhysicalMemory(spec.mem, monitor.host, self.frames)
         self.gmem.host_frames_for_rom = self._rom_frames
         self.aperture = GuestApertureMap(self)
-        self.shadow = ShadowMmu(self.gmem, monitor.pool, self.aperture.hpa)
+        self.shadow = ShadowMmu(self.gmem, monitor.pool, self.aperture.hpa,
+                                on_table_write=self._table_write)
         self.pc = PC(spec.mem, mem=self.gmem, on_console=self._console_byte,
                      disks=(spec.disk0, spec.disk1), make_cpu=self._make_vcpu,
                      on_a20=lambda enabled: self.vcpu.set_a20(enabled))
         self.vcpu: VirtualCpu = self.pc.cpu
         self.aperture.refresh_vapic()
-        self._boot()
+        if self._boots:
+            self._boot()
 
     def _make_vcpu(self, pc: PC) -> VirtualCpu:
         port = ExitPort(lambda: self.vcpu, pc.timed_bus())
@@ -89,6 +92,11 @@ class Guest:
         else:
             info = multiboot.load(self.gmem, spec.kernel, spec.cmdline)
             multiboot.enter(self.vcpu, info)
+
+    def _table_write(self, hpa: int, size: int) -> None:
+        cpu = getattr(self, "vcpu", None)
+        if cpu is not None and self.monitor.current is self:
+            cpu._record(ev.PT_WRITE, f"host {hpa:#010x}/{size}")
 
     def _console_byte(self, b: int) -> None:
         self.console.append(b)

@@ -26,17 +26,29 @@ host-physical frames and are filled on demand:
 - Paging off: the shadow is an identity map of guest-physical memory (with
   the guest's A20 gate applied).
 
-The shadow behaves as the guest's TLB: INVLPG drops one entry, a CR3 write
-drops every entry not marked global (CR4.PGE), a change of paging mode drops
-everything.  A neighbouring entry the guest has already used (accessed bit
-set) is filled along with the faulting one (prefetch), which makes the
-common case of touching the next page free.
+One shadow *root* (page directory) is kept per guest page directory the
+guest has loaded into CR3, so switching between processes does not rebuild
+anything.  That is only correct if the shadows follow the guest's edits of
+its tables, so every guest frame a shadow was built from (its directory and
+its page tables) is *write-watched*: the processor keeps it out of its write
+TLB, each store to it reaches the monitor, and the monitor drops the shadow
+entries derived from the entry written (a page-table write exit).  The
+shadows are then never staler than the guest's tables, which a real TLB is
+allowed to be too; INVLPG still drops the entry, and a change of paging mode
+(CR0.PG/WP, CR4.PSE/PGE, the A20 gate) drops every root.  A neighbouring
+entry the guest has already used (accessed bit set) is filled along with the
+faulting one (prefetch), which makes the common case of touching the next
+page free.
 
 Invariants:
 - Every present shadow entry names a host frame of this guest's machine map
   or an aperture page: a guest can never reach a frame it does not own.
+- Every shadow table of a paging guest is derived from one guest frame
+  (directory entries from the guest's directory, table entries from one
+  guest page table), and that frame is write-watched while the table lives.
 - Shadow tables come from the monitor's pool, which has a limit; when it is
-  exhausted the guest's shadow is dropped and rebuilt on demand.
+  exhausted the guest's other roots are dropped, then its current one, and
+  rebuilt on demand.
 """
 
 from __future__ import annotations
@@ -88,67 +100,243 @@ class _GuestView:
         self.mem, self.cr0, self.cr3, self.cr4 = mem, cr0, cr3, cr4
 
 
-class ShadowMmu:
-    """One guest's shadow page directory and tables."""
+class _Root:
+    """One shadow page directory and its tables."""
 
-    def __init__(self, gmem: GuestPhysicalMemory, pool: ShadowPool, aperture_hpa):
+    def __init__(self, key, frame: int):
+        self.key = key                          # guest CR3 page, or None: the identity shadow
+        self.frame = frame                      # host frame of the shadow directory
+        self.tables: dict[int, int] = {}        # directory index -> shadow table host frame
+        self.filled: dict[int, set[int]] = {}   # directory index -> filled table indices
+        self.source: dict[int, int] = {}        # directory index -> host frame of the guest table it mirrors
+        self.large: set[int] = set()            # directory indices filled from guest 4 MiB pages
+        self.last_used = 0
+
+
+class ShadowMmu:
+    """One guest's shadow roots, one per guest page directory in use."""
+
+    def __init__(self, gmem: GuestPhysicalMemory, pool: ShadowPool, aperture_hpa, on_table_write=None):
         """``aperture_hpa(gpfn)`` gives the host-physical page through which
-        the guest's non-RAM page ``gpfn`` is emulated."""
+        the guest's non-RAM page ``gpfn`` is emulated; ``on_table_write(pa,
+        size)`` hears about each guest write to a shadowed table (an exit)."""
         self.gmem = gmem
         self.host = gmem.host
         self.pool = pool
         self.aperture_hpa = aperture_hpa
-        self.root = pool.take()                  # shadow page directory (host frame)
-        self.tables: dict[int, int] = {}         # directory index -> shadow table host frame
-        self.filled: dict[int, set[int]] = {}    # directory index -> filled table indices
-        self.globals: dict[int, set[int]] = {}   # directory index -> indices of global entries
-        self.large: set[int] = set()             # directory indices filled from guest 4 MiB pages
+        self.on_table_write = on_table_write
+        self.roots: dict = {}
+        self.current: _Root = self._new_root(None)
+        self.watch: dict[int, set] = {}          # host frame -> {(root key, directory index or -1)}
+        self.cpu = None                          # the vCPU whose TLB mirrors the current root
         self.fills = 0
         self.pool_flushes = 0
+        self.root_switches = 0
+        self.root_hits = 0
+        self._clock = 0
+        self._own_write = False
 
     @property
     def root_hpa(self) -> int:
-        return self.root * PAGE
+        return self.current.frame * PAGE
+
+    def _new_root(self, key) -> _Root:
+        root = _Root(key, self._take())
+        self.roots[key] = root
+        return root
+
+    def _take(self) -> int:
+        try:
+            return self.pool.take()
+        except PoolExhausted:
+            pass
+        self.pool_flushes += 1
+        for key in [k for k, r in self.roots.items() if r is not getattr(self, "current", None)]:
+            self._drop_root(key)
+        try:
+            return self.pool.take()
+        except PoolExhausted:
+            cur = getattr(self, "current", None)
+            if cur is None:
+                raise
+            for pdi in list(cur.tables):
+                self._drop_table(cur, pdi)
+            if self.cpu is not None:
+                self.cpu.flush_tlb(keep_global=False)
+            return self.pool.take()             # raises only for an absurdly small pool
+
+    # -- roots --------------------------------------------------------------------------
+    def switch(self, cpu, state) -> int:
+        """Make the shadow for the guest's current CR3 (or the identity
+        shadow, paging off) current; returns its host-physical address."""
+        self.cpu = cpu
+        key = (state.vcr3 & 0xFFFFF000) if state.vcr0 & CR0_PG else None
+        root = self.roots.get(key)
+        if root is None:
+            root = self._new_root(key)
+            if key is not None:
+                self._watch_frame(key >> 12, (key, -1))
+        else:
+            self.root_hits += 1
+        self.root_switches += 1
+        self._clock += 1
+        root.last_used = self._clock
+        self.current = root
+        return root.frame * PAGE
+
+    def reset_all(self, cpu) -> int:
+        """Drop every root (a paging-mode change); returns the entries dropped."""
+        n = sum(len(f) for r in self.roots.values() for f in r.filled.values())
+        for key in list(self.roots):
+            if self.roots[key] is not self.current:
+                self._drop_root(key)
+        cur = self.current
+        for pdi in list(cur.tables):
+            self._drop_table(cur, pdi)
+        if cur.key is not None:
+            self._unwatch_frame(cur.key >> 12, (cur.key, -1))
+        del self.roots[cur.key]
+        cur.key = None
+        self.roots[None] = cur                  # the caller switches to the right one next
+        cpu.flush_tlb(keep_global=False)
+        return n
+
+    def _drop_root(self, key) -> None:
+        root = self.roots.pop(key)
+        for pdi in list(root.tables):
+            self._drop_table(root, pdi)
+        if key is not None:
+            self._unwatch_frame(key >> 12, (key, -1))
+        self.host.write_bytes(root.frame * PAGE, bytes(PAGE))
+        self.pool.give(root.frame)
+
+    def _drop_table(self, root: _Root, pdi: int) -> None:
+        table = root.tables.pop(pdi)
+        root.filled.pop(pdi, None)
+        root.large.discard(pdi)
+        src = root.source.pop(pdi, None)
+        if src is not None:
+            self._unwatch_host(src, (root.key, pdi))
+        self.host.write_bytes(table * PAGE, bytes(PAGE))
+        self.host.write(root.frame * PAGE + pdi * 4, 4, 0)
+        self.pool.give(table)
+
+    def release(self) -> None:
+        """Give every frame back to the pool (the guest is going away)."""
+        for key in list(self.roots):
+            self._drop_root(key)
+        assert not self.watch
+
+    # -- write-watched guest tables ---------------------------------------------------------
+    def _watch_frame(self, gpfn: int, tag) -> None:
+        hpa = self.gmem.hpa_page(gpfn)
+        if hpa is not None:
+            self._watch_host(hpa >> 12, tag)
+
+    def _unwatch_frame(self, gpfn: int, tag) -> None:
+        hpa = self.gmem.hpa_page(gpfn)
+        if hpa is not None:
+            self._unwatch_host(hpa >> 12, tag)
+
+    def _watch_host(self, hpfn: int, tag) -> None:
+        tags = self.watch.get(hpfn)
+        if tags is None:
+            tags = self.watch[hpfn] = set()
+            self.host.write_watch[hpfn] = self._table_written
+            if self.cpu is not None:
+                self.cpu.drop_write_entries(hpfn)
+        tags.add(tag)
+
+    def _unwatch_host(self, hpfn: int, tag) -> None:
+        tags = self.watch.get(hpfn)
+        if tags is None:
+            return
+        tags.discard(tag)
+        if not tags:
+            del self.watch[hpfn]
+            self.host.write_watch.pop(hpfn, None)
+
+    def _table_written(self, pa: int, size: int) -> None:
+        """A store reached a guest directory or page table some shadow
+        mirrors: drop what was derived from the entries it changed."""
+        tags = self.watch.get(pa >> 12)
+        if not tags or self._own_write:
+            return
+        if self.on_table_write is not None:
+            self.on_table_write(pa, size)
+        first, last = (pa & 0xFFF) >> 2, ((pa & 0xFFF) + size - 1) >> 2
+        cpu = self.cpu
+        for key, pdi in list(tags):
+            root = self.roots.get(key)
+            if root is None:
+                continue
+            if pdi < 0:                         # directory entries changed: their tables go
+                for i in range(first, last + 1):
+                    if i in root.tables:
+                        self._drop_table(root, i)
+                        if root is self.current and cpu is not None:
+                            cpu.flush_tlb(keep_global=False)
+            else:
+                table = root.tables.get(pdi)
+                if table is None:
+                    continue
+                filled = root.filled[pdi]
+                for j in range(first, last + 1):
+                    if j in filled:
+                        filled.discard(j)
+                        self.host.write(table * PAGE + j * 4, 4, 0)
+                        if root is self.current and cpu is not None:
+                            cpu.invlpg((pdi << 22) | (j << 12))
 
     # -- the guest's side ------------------------------------------------------------
     def walk_guest(self, cr0: int, cr3: int, cr4: int, a20: int, gva: int, write: bool, user: bool):
         """The guest's translation of ``gva`` for this access, as its
         processor would do it (sets its A/D bits; raises the guest's #PF).
-        Returns ``(gpa_page, user_ok, write_ok, global_, large)``: the
-        permissions are those the guest's entries grant."""
+        Returns ``(gpa_page, user_ok, write_ok, global_, large, table_gpa)``:
+        the permissions are those the guest's entries grant; ``table_gpa``
+        is the guest page table used (None for a 4 MiB page or paging off)."""
         if not cr0 & CR0_PG:
-            return gva & 0xFFFFF000 & a20, True, True, False, False
+            return gva & 0xFFFFF000 & a20, True, True, False, False, None
         view = _GuestView(self.gmem, cr0, cr3, cr4)
         gpa_page, _writable, glob, large = mmu.walk(view, gva, write, user)
         pde = self.gmem.read((cr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC), 4)
         if large:
             u, w, dirty = pde & PTE_U, pde & PTE_W, pde & PTE_D
+            table = None
         else:
-            pte = self.gmem.read((pde & 0xFFFFF000) | ((gva >> 10) & 0xFFC), 4)
+            table = pde & 0xFFFFF000
+            pte = self.gmem.read(table | ((gva >> 10) & 0xFFC), 4)
             u, w, dirty = pde & pte & PTE_U, pde & pte & PTE_W, pte & PTE_D
         # writable in the shadow only once the guest's entry is dirty
-        return gpa_page & a20, bool(u), bool(w) and bool(dirty), glob, large
+        return gpa_page & a20, bool(u), bool(w) and bool(dirty), glob, large, table
 
     # -- filling ----------------------------------------------------------------------
     def page_fault(self, cpu, state, fault: CpuFault):
         """A page fault in guest mode (``state`` is the virtual CPU: its
-        ``vcr0``/``vcr3``/``vcr4``/``a20`` are the guest's).  Returns None when hidden (the shadow
-        now allows the access) or the fault to reflect into the guest."""
+        ``vcr0``/``vcr3``/``vcr4``/``a20`` are the guest's).  Returns None
+        when hidden (the shadow now allows the access) or the fault to
+        reflect into the guest."""
+        self.cpu = cpu
         gva = fault.cr2
         write = bool(fault.error_code & PF_W)
         user = bool(fault.error_code & PF_U)
+        # The walk sets the guest's A/D bits: stores to watched tables that only
+        # add permission-neutral bits, so nothing derived from them goes stale.
+        self._own_write = True
         try:
-            gpa_page, u_ok, w_ok, glob, large = self.walk_guest(state.vcr0, state.vcr3, state.vcr4, state.a20,
-                                                                gva, write, user)
+            gpa_page, u_ok, w_ok, glob, large, table_gpa = self.walk_guest(
+                state.vcr0, state.vcr3, state.vcr4, state.a20, gva, write, user)
         except CpuFault as guest_fault:
             return guest_fault                              # the guest's own fault: reflect it
+        finally:
+            self._own_write = False
         if write and not w_ok:
             # The walk allowed a write the entries do not grant: ring 0 with
             # CR0.WP=0.  Supervisor-writable, supervisor-only in the shadow.
             w_ok, u_ok = True, False
-        self._install(cpu, gva, gpa_page, u_ok, w_ok, glob, large)
-        if not large and state.vcr0 & CR0_PG:
-            self._prefetch(cpu, state, gva)
+        self._install(cpu, gva, gpa_page, u_ok, w_ok, glob, large, table_gpa)
+        if table_gpa is not None:
+            self._prefetch(cpu, state, gva, table_gpa)
         self.fills += 1
         return None
 
@@ -163,22 +351,33 @@ class ShadowMmu:
             hpa = self.gmem.rom_hpa_page(gpfn)
         return hpa if hpa is not None else self.aperture_hpa(gpfn)
 
-    def _install(self, cpu, gva: int, gpa_page: int, user: bool, write: bool, glob: bool, large: bool) -> None:
-        """Fill the shadow entry for ``gva`` with these permissions."""
+    def _table_for(self, root: _Root, pdi: int, table_gpa) -> int:
+        """The shadow table for directory index ``pdi``, created (and its
+        guest source watched) if needed."""
+        table = root.tables.get(pdi)
+        if table is not None:
+            return table
+        table = self._take()
+        if root.key is not None and root.key not in self.roots:
+            raise AssertionError("shadow root vanished")
+        root.tables[pdi] = table
+        root.filled[pdi] = set()
+        self.host.write(root.frame * PAGE + pdi * 4, 4, table * PAGE | PTE_P | PTE_W | PTE_U | PTE_A)
+        if table_gpa is not None and root.key is not None:
+            hpa = self.gmem.hpa_page(table_gpa >> 12)
+            if hpa is not None:
+                root.source[pdi] = hpa >> 12
+                self._watch_host(hpa >> 12, (root.key, pdi))
+        return table
+
+    def _install(self, cpu, gva: int, gpa_page: int, user: bool, write: bool, glob: bool, large: bool,
+                 table_gpa=None) -> None:
+        """Fill the current root's entry for ``gva`` with these permissions."""
+        root = self.current
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
-        table = self.tables.get(pdi)
-        if table is None:
-            try:
-                table = self.pool.take()
-            except PoolExhausted:
-                self.flush(cpu, keep_global=False)   # rebuild on demand from here
-                self.pool_flushes += 1
-                table = self.pool.take()             # raises again only if the pool is tiny
-            self.tables[pdi] = table
-            self.filled[pdi] = set()
-            self.host.write(self.root_hpa + pdi * 4, 4, table * PAGE | PTE_P | PTE_W | PTE_U | PTE_A)
+        table = self._table_for(root, pdi, table_gpa)
         if large:
-            self.large.add(pdi)
+            root.large.add(pdi)
         entry = self.host_page(gpa_page) | PTE_P | PTE_A
         if write:
             entry |= PTE_W | PTE_D
@@ -186,23 +385,19 @@ class ShadowMmu:
             entry |= PTE_U
         if glob:
             entry |= PTE_G
-            self.globals.setdefault(pdi, set()).add(pti)
         self.host.write(table * PAGE + pti * 4, 4, entry)
-        self.filled[pdi].add(pti)
+        root.filled[pdi].add(pti)
         cpu.invlpg(gva)                               # the CPU may hold the old entry
 
-    def _prefetch(self, cpu, state, gva: int) -> None:
+    def _prefetch(self, cpu, state, gva: int, table_gpa: int) -> None:
         """Fill neighbours the guest has already used (A set) from the same
         guest page table, without touching the guest's bits."""
         gmem = self.gmem
         pde = gmem.read((state.vcr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC), 4)
-        if not pde & PTE_P or (pde & PTE_PS and state.vcr4 & CR4_PSE):
-            return
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
-        filled = self.filled.get(pdi, ())
-        pt_base = pde & 0xFFFFF000
+        filled = self.current.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
-        ptes = gmem.read_bytes(pt_base + lo * 4, (hi - lo + 1) * 4)
+        ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
         pge = state.vcr4 & CR4_PGE
         for i in range(lo, hi + 1):
             if i == pti or i in filled:
@@ -215,77 +410,42 @@ class ShadowMmu:
                 continue                               # devices: only on demand
             self._install(cpu, (gva & 0xFFC00000) | (i << 12), gpa_page, bool(pde & pte & PTE_U),
                           bool(pde & pte & PTE_W) and bool(pte & PTE_D), bool(pte & PTE_G) and bool(pge),
-                          False)
+                          False, table_gpa)
 
     # -- invalidation -------------------------------------------------------------------
     def invlpg(self, cpu, gva: int) -> None:
+        root = self.current
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
-        table = self.tables.get(pdi)
+        table = root.tables.get(pdi)
         if table is not None:
-            if pdi in self.large:                      # a guest 4 MiB page: the whole region
-                self._drop_table(pdi)
+            if pdi in root.large:                      # a guest 4 MiB page: the whole region
+                self._drop_table(root, pdi)
                 cpu.flush_tlb(keep_global=False)
                 return
             self.host.write(table * PAGE + pti * 4, 4, 0)
-            self.filled[pdi].discard(pti)
-            g = self.globals.get(pdi)
-            if g:
-                g.discard(pti)
+            root.filled[pdi].discard(pti)
         cpu.invlpg(gva)
 
-    def flush(self, cpu, keep_global: bool) -> int:
-        """Drop every entry (but the global ones when ``keep_global``);
-        returns how many were dropped."""
-        dropped = 0
-        for pdi in list(self.tables):
-            keep = self.globals.get(pdi) if keep_global else None
-            if keep:
-                table = self.tables[pdi]
-                victims = self.filled[pdi] - keep
-                for pti in victims:
-                    self.host.write(table * PAGE + pti * 4, 4, 0)
-                dropped += len(victims)
-                self.filled[pdi] = set(keep)
-            else:
-                dropped += len(self.filled[pdi])
-                self._drop_table(pdi)
-        cpu.flush_tlb(keep_global=keep_global)
-        return dropped
-
-    def _drop_table(self, pdi: int) -> None:
-        table = self.tables.pop(pdi)
-        self.filled.pop(pdi, None)
-        self.globals.pop(pdi, None)
-        self.large.discard(pdi)
-        self.host.write_bytes(table * PAGE, bytes(PAGE))
-        self.host.write(self.root_hpa + pdi * 4, 4, 0)
-        self.pool.give(table)
-
-    def release(self) -> None:
-        """Give every frame back to the pool (the guest is going away)."""
-        for pdi in list(self.tables):
-            self._drop_table(pdi)
-        self.host.write_bytes(self.root_hpa, bytes(PAGE))
-        self.pool.give(self.root)
-
     # -- inspection (UI, gdb stub, tests) ------------------------------------------------
-    def entry(self, gva: int) -> int:
-        """The shadow entry for ``gva`` (0 when not filled)."""
-        table = self.tables.get(gva >> 22)
+    def entry(self, gva: int, root: _Root | None = None) -> int:
+        """The current (or given) root's entry for ``gva`` (0 when not filled)."""
+        root = root or self.current
+        table = root.tables.get(gva >> 22)
         if table is None:
             return 0
         return self.host.read(table * PAGE + ((gva >> 12) & 0x3FF) * 4, 4)
 
-    def entries(self):
-        """Every filled entry: (gva_page, entry)."""
-        for pdi, idx in sorted(self.filled.items()):
-            table = self.tables[pdi]
+    def entries(self, root: _Root | None = None):
+        """Every filled entry of the current (or given) root: (gva_page, entry)."""
+        root = root or self.current
+        for pdi, idx in sorted(root.filled.items()):
+            table = root.tables[pdi]
             for pti in sorted(idx):
                 yield (pdi << 22) | (pti << 12), self.host.read(table * PAGE + pti * 4, 4)
 
     @property
     def table_count(self) -> int:
-        return len(self.tables) + 1
+        return sum(len(r.tables) + 1 for r in self.roots.values())
 
 
 __all__ = ["ShadowMmu", "ShadowPool", "PoolExhausted", "PF_VEC"]

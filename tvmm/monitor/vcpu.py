@@ -51,14 +51,20 @@ class VirtualCpu(CPU):
         self.vcr0, self.vcr3, self.vcr4 = CR0_RESET, 0, 0
         self.a20 = M32
         if getattr(self, "shadow", None) is not None:
-            self.shadow.flush(self, keep_global=False)
+            self.shadow.reset_all(self)
             self._apply_real()
 
     def _apply_real(self) -> None:
+        """Load the real control registers from the guest's: the shadow root
+        for the guest's CR3 (or the identity shadow), PG and WP on, no PSE."""
+        self.cr3 = self.shadow.switch(self, self)
         CPU.set_cr0(self, (self.vcr0 & ~CR0_PG) | CR0_PG | CR0_WP)
-        self.cr3 = self.shadow.root_hpa
         CPU.set_cr4(self, self.vcr4 & ~CR4_PSE)
         self.flush_tlb(keep_global=False)
+
+    def _mode_changed(self, why: str) -> None:
+        n = self.shadow.reset_all(self)
+        self._record(ev.SHADOW_FLUSH, f"{why}: every shadow root dropped ({n} entries)")
 
     def _record(self, kind: str, detail: str) -> None:
         self.log.record(self.guest.name, self.insn_time(), kind, detail)
@@ -67,28 +73,26 @@ class VirtualCpu(CPU):
     def set_cr0(self, value: int) -> None:
         old, self.vcr0 = self.vcr0, value | ET
         if (old ^ value) & (CR0_PG | CR0_PE | CR0_WP):
-            n = self.shadow.flush(self, keep_global=False)
-            self._record(ev.SHADOW_FLUSH, f"CR0 {old:#x} -> {self.vcr0:#x}: paging mode changed, {n} entries")
+            self._mode_changed(f"CR0 {old:#x} -> {self.vcr0:#x}")
         self._apply_real()
 
     def set_cr3(self, value: int) -> None:
         self.vcr3 = value & 0xFFFFF018
-        keep = bool(self.vcr4 & CR4_PGE)
-        n = self.shadow.flush(self, keep_global=keep)
-        self._record(ev.SHADOW_FLUSH, f"CR3 {self.vcr3:#x}: {n} entries dropped"
-                     + (" (global kept)" if keep else ""))
+        if self.vcr0 & CR0_PG:
+            self.cr3 = self.shadow.switch(self, self)
+        self.flush_tlb(keep_global=bool(self.vcr4 & CR4_PGE))
 
     def set_cr4(self, value: int) -> None:
         old, self.vcr4 = self.vcr4, value
         if (old ^ value) & (CR4_PSE | CR4_PGE):
-            n = self.shadow.flush(self, keep_global=False)
-            self._record(ev.SHADOW_FLUSH, f"CR4 {old:#x} -> {value:#x}: {n} entries")
+            self._mode_changed(f"CR4 {old:#x} -> {value:#x}")
         self._apply_real()
 
     def set_a20(self, enabled: bool) -> None:
         """The guest's A20 gate masks guest-physical addresses: a shadow matter."""
         self.a20 = M32 if enabled else 0xFFEFFFFF
-        self.shadow.flush(self, keep_global=False)
+        self._mode_changed("A20 " + ("on" if enabled else "off"))
+        self._apply_real()
 
     def guest_cr(self, n: int) -> int:
         return (self.vcr0, 0, self.cr2, self.vcr3, self.vcr4)[n]
@@ -100,8 +104,12 @@ class VirtualCpu(CPU):
         return v
 
     def cr_write(self, n: int, value: int) -> None:
-        self._record(ev.EXIT_CR_WRITE, f"CR{n} <- {value:#x}")
+        hits = self.shadow.root_hits
         (self.set_cr0, None, None, self.set_cr3, self.set_cr4)[n](value)
+        note = ""
+        if n == 3 and self.vcr0 & CR0_PG:
+            note = " (cached shadow root)" if self.shadow.root_hits > hits else " (new shadow root)"
+        self._record(ev.EXIT_CR_WRITE, f"CR{n} <- {value:#x}{note}")
 
     def invlpg_exit(self, lin: int) -> None:
         self._record(ev.EXIT_INVLPG, f"{lin:#010x}")

@@ -70,11 +70,13 @@ class Monitor:
         return sum(s.mem + rom for s in specs) + (pool_frames + 16) * PAGE
 
     # -- guests ---------------------------------------------------------------------------
-    def add_guest(self, spec: GuestSpec, on_console=None) -> Guest:
+    def add_guest(self, spec: GuestSpec, on_console=None, boot: bool = True) -> Guest:
+        """A new guest, booted as ``spec`` says (``boot=False``: left at the
+        power-on state for the caller to load, as benchmarks do)."""
         if any(g.name == spec.name for g in self.guests):
             raise ValueError(f"two guests named {spec.name!r}")
         try:
-            guest = Guest(self, spec, on_console)
+            guest = Guest(self, spec, on_console, boot)
         except OutOfMemory as e:
             raise OutOfMemory(f"guest {spec.name}: {e}") from None
         self.guests.append(guest)
