@@ -30,8 +30,8 @@ trap_common:
     movw %ax, %ds
     movw %ax, %es
     pushl %esp
-    call trap_dispatch
-    addl $4, %esp
+    call trap_dispatch                 /* returns the frame to resume (a task switch changes it) */
+    movl %eax, %esp
     .global trap_return
 trap_return:
     popal

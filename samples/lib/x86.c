@@ -55,12 +55,23 @@ void panic(const char *msg)
         hlt();
 }
 
-void trap_dispatch(struct trapframe *tf)
+static struct trapframe *switch_to;
+
+void trap_switch(struct trapframe *tf) { switch_to = tf; }
+
+void trap_resume(struct trapframe *tf)
+{
+    __asm__ volatile("movl %0, %%esp\n\tjmp trap_return" : : "r"(tf));
+    __builtin_unreachable();
+}
+
+struct trapframe *trap_dispatch(struct trapframe *tf)
 {
     trap_handler h = handlers[tf->vector];
     if (h) {
+        switch_to = 0;
         h(tf);
-        return;
+        return switch_to ? switch_to : tf;
     }
     puts("unexpected trap ");
     put_dec(tf->vector);

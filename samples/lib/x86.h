@@ -30,6 +30,10 @@ typedef void (*trap_handler)(struct trapframe *tf);
 #define T_SYSCALL 0x80
 
 void x86_init(void);                              /* GDT, TSS, IDT; interrupts stay off */
+/* A handler may ask for another frame to be resumed instead of the one it
+ * got (a task switch: frames live on each task's kernel stack). */
+void trap_switch(struct trapframe *tf);
+void trap_resume(struct trapframe *tf) __attribute__((noreturn));   /* start running a frame */
 void set_trap_handler(int vector, trap_handler h);
 void set_kernel_stack(u32 esp0);                  /* TSS.ESP0 for ring 3 -> 0 */
 void enter_user(u32 eip, u32 esp) __attribute__((noreturn));

@@ -282,3 +282,36 @@ def test_runs_are_deterministic():
     assert once() == once()
     regs, eip, icount, value, _ = once()
     assert icount == 12345
+
+
+class _Dev:
+    def __init__(self, tag):
+        self.tag, self.seen = tag, []
+
+    def mmio_read(self, off, size):
+        self.seen.append(("r", off))
+        return self.tag
+
+    def mmio_write(self, off, size, value):
+        self.seen.append(("w", off, value))
+
+
+def test_device_page_translations_are_cached_like_ram_ones_until_invlpg():
+    # A linear page mapped to a device stays mapped to it (TLB semantics)
+    # after its PTE changes, until INVLPG; every access still reaches a device.
+    m = Paged()
+    a, b = _Dev(0xAAAA), _Dev(0xBBBB)
+    m.mem.add_mmio(0xE00000, 0xE01000, a)
+    m.mem.add_mmio(0xE01000, 0xE02000, b)
+    m.w32(PD + 4 * 3, 0x22000 | PTE_P | PTE_W)          # 12-16 MiB through a second table
+    m.w32(0x22000 + 4 * 0x200, 0xE00000 | PTE_P | PTE_W)  # 0xE00000 -> device a
+    pte_at = 0x22000 + 4 * 0x200
+    code = (mov_eax_mem(0xE00010) + mov_mem_eax(0x5000)
+            + mov_eax_imm(0xE01000 | PTE_P | PTE_W) + mov_mem_eax(pte_at)
+            + mov_eax_mem(0xE00010) + mov_mem_eax(0x5004)
+            + b"\x0f\x01\x3d" + struct.pack("<I", 0xE00010)      # invlpg [0xE00010]
+            + mov_eax_mem(0xE00010) + mov_mem_eax(0x5008) + HLT)
+    m.start(code)
+    m.run()
+    assert [m.r32(0x5000), m.r32(0x5004), m.r32(0x5008)] == [0xAAAA, 0xAAAA, 0xBBBB]
+    assert a.seen == [("r", 0x10), ("r", 0x10)] and b.seen == [("r", 0x10)]

@@ -62,3 +62,14 @@ def test_same_program_same_timeline():
         pc.run(1_000_000)
         return pc.now(), pc.cpu.icount, pc.idle, list(pc.cpu.regs)
     assert once() == once()
+
+
+def test_com1_interrupts_reach_irq4_without_mcr_out2_as_on_qemu():
+    # xv6 programs IER but leaves MCR = 0 and relies on receive interrupts
+    from tvmm.machine.pc import PC
+    pc = PC(8 << 20)
+    pc.com1.port_write(0x3F9, 1, 0x01)              # IER: received data available
+    pc.com1.port_write(0x3FC, 1, 0x00)              # MCR: OUT2 off
+    pc.com1.feed(b"x")
+    pc.clock.advance(pc.clock.now + 10_000_000)
+    assert pc.irq[4].level

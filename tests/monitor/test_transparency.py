@@ -25,7 +25,7 @@ CASES = {
     "paging": ("", None),
     "multitask": ("", None),
     "disk": ("", "samples/build/disk.img"),
-    "flaky": ("seed=1", None),
+    "flaky": ("seed=5", None),       # the crashing demo seed: same oops at the same count
 }
 
 

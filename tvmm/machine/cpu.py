@@ -94,6 +94,7 @@ class CPU:
         weakref.finalize(self, _tlb_release, lists, self._tlb_filled)
         self._tlb_large: set[int] = set()           # 4 MiB regions (vpn >> 10) filled from large pages
         self._wmap: dict[int, set[int]] = {}        # pfn -> vpns with a write entry
+        self._tlb_io: dict[int, int] = {}           # (vpn << 2 | user << 1 | write) -> device page
         self.blocks: dict[int, list] = {}
         self._page_blocks: dict[int, list[int]] = {}
         self._running: list | None = None          # the block being executed
@@ -234,6 +235,7 @@ class CPU:
                 t[vpn] = None
         self._tlb_filled.clear()
         self._tlb_filled.update(kept)
+        self._tlb_io.clear()
         if not kept:
             self._tlb_large.clear()
             self._wmap.clear()
@@ -248,11 +250,21 @@ class CPU:
             if v in self._tlb_filled:
                 del self._tlb_filled[v]
                 self._tlb_rs[v] = self._tlb_ws[v] = self._tlb_ru[v] = self._tlb_wu[v] = None
+        if self._tlb_io:
+            if len(victims) > 1:
+                self._tlb_io.clear()
+            else:
+                for k in range(vpn << 2, (vpn << 2) + 4):
+                    self._tlb_io.pop(k, None)
 
     def translate(self, lin: int, write: bool, user: bool) -> int:
         """Linear -> physical for one access, filling the TLB; may raise #PF."""
         lin &= M32
         vpn = lin >> 12
+        io_key = (vpn << 2) | (2 if user else 0) | (1 if write else 0)
+        pa_page = self._tlb_io.get(io_key)
+        if pa_page is not None:                      # a device page translated before
+            return pa_page | (lin & 0xFFF)
         if self.cr0 & CR0_PG:
             pa_page, writable, glob, large = walk(self, lin, write, user)
         else:
@@ -272,6 +284,14 @@ class CPU:
                 tw[vpn] = delta
                 self._wmap.setdefault(pfn, set()).add(vpn)
             self._tlb_filled[vpn] = glob
+            if large:
+                self._tlb_large.add(vpn >> 10)
+        elif vpn not in self.watch_vpns:
+            # Not RAM (a device, a hole): accesses must reach memory's slow
+            # path each time, but the walk need not be repeated.
+            self._tlb_io[io_key & ~1] = pa_page
+            if writable:
+                self._tlb_io[io_key | 1] = pa_page
             if large:
                 self._tlb_large.add(vpn >> 10)
         return pa_page | (lin & 0xFFF)

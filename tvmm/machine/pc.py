@@ -93,8 +93,11 @@ class PC:
         # -- devices
         self.pit = Pit(clock, self.irq[0])
         self.port61 = SystemControlPortB(clock, self.pit)
-        self.com1 = Uart(clock, self.irq[4], COM1, on_console, name="com1")
-        self.com2 = Uart(clock, self.irq[3], COM2, on_console2, name="com2")
+        # As QEMU's PC (whose behaviour kernels are tested against), the UART's
+        # interrupt reaches its IRQ line whatever MCR.OUT2 says: xv6 writes
+        # MCR = 0 and still expects receive interrupts.
+        self.com1 = Uart(clock, self.irq[4], COM1, on_console, name="com1", out2_gates_irq=False)
+        self.com2 = Uart(clock, self.irq[3], COM2, on_console2, name="com2", out2_gates_irq=False)
         self.rtc = Rtc(clock, self.irq[8], mem_size=mem_size)
         self.kbc = Kbc(self.irq[1], irq12=self.irq[12], on_reset=self._reset_request, on_a20=self._a20)
         self.port92 = SystemControlPortA(on_reset=self._reset_request, on_a20=self._a20)
