@@ -11,15 +11,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ["hello", "paging", "flaky"]
+SAMPLES = ["hello", "paging", "multitask", "disk", "flaky"]
+DISKS = {"disk": "disk.img"}                # samples that need a disk 0
 EXPECTED = {"hello": ["Hello from the hello sample kernel!", "multiboot magic 0x2badb002 ok", "bye"],
             "paging": ["paging: 4 tasks, 22 demand-zero faults, 3 killed, all done"],
+            "multitask": ["multitask: all tasks done"],
+            "disk": ["disk: 12 sectors checked, 0 mismatches", "disk: done"],
             "flaky": ["flaky: seed 1"]}          # the default seed; the sample's own tests go further
 
 
 def run(elf: Path) -> subprocess.CompletedProcess:
+    disk = DISKS.get(elf.stem)
+    spec = f"kernel={elf}" + (f",disk0={elf.parent / disk}" if disk else "")
     return subprocess.run([sys.executable, "-m", "tvmm", "run", "--headless", "--max-insns", "50000000",
-                           str(elf)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           "--guest", spec], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -43,6 +48,7 @@ def _can_build() -> bool:
 def test_rebuilt_samples_behave_the_same(tmp_path):
     subprocess.run(["make", "-s", "-C", str(ROOT / "samples"), f"BUILD={tmp_path}"], check=True,
                    capture_output=True)
+    assert (tmp_path / "disk.img").read_bytes() == (ROOT / "samples" / "build" / "disk.img").read_bytes()
     for name in SAMPLES:
         fresh, committed = run(tmp_path / f"{name}.elf"), run(ROOT / "samples" / "build" / f"{name}.elf")
         assert (fresh.returncode, fresh.stdout) == (committed.returncode, committed.stdout)

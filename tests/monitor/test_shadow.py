@@ -193,3 +193,23 @@ def test_paging_off_guests_run_on_an_identity_shadow(tmp_path):
     assert g.shadow.entry(0x345000) >> 12 == _host_frame_of(g, 0x345000)
     assert g.monitor.host.read(_host_frame_of(g, 0x345000) * 4096 + 0x678, 4) == 0xFEEDF00D
     assert g.cr(0) & 0x80000001 == 0x1                       # the guest still has paging off
+
+
+def test_a_page_table_overwritten_wholesale_stops_being_shadowed(tmp_path):
+    # The guest frees a page table and reuses the frame as data (here: zeroes
+    # it with rep stosd).  After a flood of writes with no fill using it, the
+    # monitor stops write-protecting it; the mapping it held is gone for real.
+    monitor, g, lay = _guest(tmp_path, b"")
+    pte_at = lay.map(0x400000, 0x300000, P | W)
+    table = pte_at & ~0xFFF
+    code = (X.mov_ebx(0x400000) + X.LOAD_EAX_EBX
+            + b"\xbf" + table.to_bytes(4, "little") + b"\xb9\x00\x04\x00\x00" + X.mov_eax(0)
+            + b"\xfc\xf3\xab"                                   # cld; rep stosd
+            + X.LOAD_EAX_EBX + X.HLT)
+    g.gmem.write_bytes(0x100020, code)
+    lay.paging_on()
+    monitor.run(20_000)
+    assert lay.result() == (0, 0x400000, 14)                # not present any more: reflected
+    assert g.shadow.unshadowed >= 1
+    assert g.gmem.frames[table >> 12] not in g.monitor.host.write_watch
+    assert monitor.log.count("g", ev.PT_WRITE) <= 20         # a flood is cut short

@@ -61,6 +61,7 @@ from .guestmem import GuestPhysicalMemory
 
 PAGE = 4096
 PREFETCH = 8           # neighbours on each side filled with a hidden fault
+FLOOD_LIMIT = 16       # writes to a watched guest table with no fill using it: stop shadowing it
 
 
 class PoolExhausted(Exception):
@@ -135,6 +136,8 @@ class ShadowMmu:
         self.root_hits = 0
         self._clock = 0
         self._own_write = False
+        self.flood: dict[int, int] = {}          # watched host frame -> writes since a fill used it
+        self.unshadowed = 0
 
     @property
     def root_hpa(self) -> int:
@@ -178,6 +181,9 @@ class ShadowMmu:
                 self._watch_frame(key >> 12, (key, -1))
         else:
             self.root_hits += 1
+            hpa = self.gmem.hpa_page(key >> 12) if key is not None else None
+            if hpa is not None:
+                self.flood.pop(hpa >> 12, None)  # the directory is in use again
         self.root_switches += 1
         self._clock += 1
         root.last_used = self._clock
@@ -255,15 +261,21 @@ class ShadowMmu:
         if not tags:
             del self.watch[hpfn]
             self.host.write_watch.pop(hpfn, None)
+            self.flood.pop(hpfn, None)
 
     def _table_written(self, pa: int, size: int) -> None:
         """A store reached a guest directory or page table some shadow
         mirrors: drop what was derived from the entries it changed."""
-        tags = self.watch.get(pa >> 12)
+        hpfn = pa >> 12
+        tags = self.watch.get(hpfn)
         if not tags or self._own_write:
             return
         if self.on_table_write is not None:
             self.on_table_write(pa, size)
+        flood = self.flood.get(hpfn, 0) + 1
+        self.flood[hpfn] = flood
+        if flood > FLOOD_LIMIT and self._unshadow(hpfn):
+            return
         first, last = (pa & 0xFFF) >> 2, ((pa & 0xFFF) + size - 1) >> 2
         cpu = self.cpu
         for key, pdi in list(tags):
@@ -287,6 +299,31 @@ class ShadowMmu:
                         self.host.write(table * PAGE + j * 4, 4, 0)
                         if root is self.current and cpu is not None:
                             cpu.invlpg((pdi << 22) | (j << 12))
+
+    def _unshadow(self, hpfn: int) -> bool:
+        """Write flooding: a watched frame keeps being written with no fill
+        using it in between — most likely a freed page table now used as
+        data.  Drop what was derived from it (its tables go, or the whole
+        root if it is a directory other than the current one) and stop
+        watching it.  Returns False when it must stay watched (it is the
+        current directory)."""
+        cpu = self.cpu
+        for key, pdi in list(self.watch.get(hpfn, ())):
+            root = self.roots.get(key)
+            if root is None:
+                continue
+            if pdi < 0:
+                if root is self.current:
+                    self.flood[hpfn] = 0
+                    return False
+                self._drop_root(key)
+            elif pdi in root.tables:
+                self._drop_table(root, pdi)
+                if root is self.current and cpu is not None:
+                    cpu.flush_tlb(keep_global=False)
+        self.flood.pop(hpfn, None)
+        self.unshadowed += 1
+        return True
 
     # -- the guest's side ------------------------------------------------------------
     def walk_guest(self, cr0: int, cr3: int, cr4: int, a20: int, gva: int, write: bool, user: bool):
@@ -356,6 +393,9 @@ class ShadowMmu:
         guest source watched) if needed."""
         table = root.tables.get(pdi)
         if table is not None:
+            src = root.source.get(pdi)
+            if src is not None and src in self.flood:
+                self.flood[src] = 0              # the guest still uses this table: not a flood
             return table
         table = self._take()
         if root.key is not None and root.key not in self.roots:
