@@ -125,3 +125,13 @@ def test_a_crashing_guest_fails_the_run_but_its_sibling_finishes(tmp_path):
 def test_two_guests_with_one_name_is_a_usage_error():
     r = tvmm("run", "--headless", "--guest", f"name=x,kernel={HELLO}", "--guest", f"name=x,kernel={HELLO}")
     assert r.returncode == 2 and "two guests are named 'x'" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_big_guest_costs_nothing_until_touched():
+    # 2 GiB of guest memory: host memory is committed only for touched pages
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = tvmm("run", "--headless", "--guest", f"kernel={HELLO},mem=2G")
+    assert r.returncode == 0 and "memory: 2048 MiB" in r.stdout
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kib, before) < 400 * 1024, peak_kib

@@ -569,3 +569,15 @@ def test_snapshot_restore_with_a_pending_completion_and_overlay():
 def test_restore_refuses_a_different_drive_set():
     with pytest.raises(ValueError, match="different set of drives"):
         Rig().ide.restore(Rig(slave=Disk.from_bytes(image(8))).ide.snapshot())
+
+
+def test_absent_master_with_a_slave_reads_ready_as_on_qemu():
+    # xv6 booted with only its file-system disk (as disk 1) waits for DRDY on
+    # device 0 before probing device 1; QEMU's PC reads DRDY|DSC there.
+    rig = Rig(delay=0, disks=False, slave=Disk.from_bytes(image(8)))
+    rig.outb(DEVICE, 0xE0)
+    assert rig.inb(STATUS) == DRDY | 0x10 and rig.inb(CTRL) == DRDY | 0x10
+    rig.outb(STATUS, 0x20)                           # a command to the missing master: ignored
+    assert rig.inb(STATUS) == DRDY | 0x10 and not rig.irq.level
+    rig.outb(DEVICE, 0xF0)                           # the slave itself answers normally
+    assert rig.inb(STATUS) == 0x50 and rig.inb(LBA_LOW) == 1

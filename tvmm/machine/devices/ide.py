@@ -50,10 +50,13 @@ meanwhile.  With ``delay=0`` everything completes inside the port access that
 started it.  Software reset takes the same delay after SRST is cleared.
 
 Absent devices: when the selected device is absent but the other one is
-present, status and alternate status read 00h (ATA-4 9.16.1: device 0
-answers for a missing device 1 that way; xv6 probes disk 1 by selecting it
-and polling status for a non-zero value) and the other registers read the
-present device's copies; commands to it are ignored.  A channel with no
+present, the other registers read the present device's copies and commands
+to it are ignored.  Status and alternate status read 00h for a missing
+device 1 (ATA-4 9.16.1: device 0 answers for it that way; xv6 probes disk 1
+by selecting it and polling status for a non-zero value) and 50h (DRDY DSC)
+for a missing device 0, as QEMU's PC does (kernels tested on QEMU wait for
+DRDY on device 0 even when only device 1 exists; xv6 booted with just its
+file system disk does).  A channel with no
 devices at all reads FFh on every port (a floating bus, what the PC reads when
 nothing is connected; Linux's ATA code takes status FFh to mean "no device").
 
@@ -444,7 +447,7 @@ class IdeChannel:
             return 0xFF
         if port == self.ctrl:
             drive = self._drive()
-            return drive.status if drive is not None else 0
+            return drive.status if drive is not None else self._absent_status()
         reg = port - self.base
         if reg in self._readers:
             return self._readers[reg](1) & 0xFF
@@ -465,10 +468,13 @@ class IdeChannel:
                 setattr(drive, TASKFILE_NAMES[reg], value)
 
     # -- registers ------------------------------------------------------------------------------
+    def _absent_status(self) -> int:
+        return 0 if self.selected else DRDY | DSC
+
     def _read_status(self, size: int) -> int:
         drive = self._drive()
         if drive is None:
-            return 0
+            return self._absent_status()
         if drive.intrq:
             drive.intrq = False
             self._update_irq()
