@@ -106,3 +106,28 @@ def test_guest_exceptions_and_system_calls_reach_the_guests_own_idt(tmp_path):
     assert lay.result() == (0xEEEE, 0, 6)                   # #UD handled by the guest's handler
     kinds = _kinds(monitor)
     assert kinds[ev.GUEST_SOFTINT] == 1 and kinds[ev.GUEST_EXCEPTION] == 1
+
+
+def test_an_interrupt_waits_for_the_guest_to_enable_interrupts(tmp_path):
+    # the PIT fires while the guest runs with IF=0; it is injected only once
+    # the guest executes STI (an interrupt window), then the handler runs
+    code = bytearray()
+    for port, val in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xFE),
+                      (0x43, 0x34), (0x40, 0x10), (0x40, 0x00)):       # period 16 PIT clocks
+        code += X.mov_edx(port) + X.mov_eax(val) + X.OUT_DX_AL
+    code += b"\xb9" + struct.pack("<I", 20000) + b"\xe2\xfe"             # mov ecx, 20000; loop $
+    code += X.STI + b"\x90" + X.CLI + X.HLT
+    monitor, g = boot(tmp_path, bytes(code))
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    handler = 0x7000                                         # count, EOI, iret
+    g.gmem.write_bytes(handler, b"\xff\x05" + struct.pack("<I", 0x5100) + X.mov_edx(0x20)
+                       + X.mov_eax(0x20) + X.OUT_DX_AL + b"\xcf")
+    lay.mem.write_bytes(0x2000 + 0x20 * 8, struct.pack("<HHHH", handler & 0xFFFF, 8, 0x8E00, handler >> 16))
+    g.vcpu.idtr_limit = 0x20 * 8 + 7
+    monitor.run(200_000)
+    assert g.gmem.read(0x5100, 4) == 1
+    window = monitor.log.recent("g", kinds={ev.IRQ_WINDOW})
+    assert len(window) == 1 and "vector 0x20" in window[0].detail
+    waited = int(window[0].detail.split("waited ")[1].split()[0])
+    assert waited > 10_000                                  # it sat through most of the loop

@@ -111,3 +111,17 @@ def test_reset_returns_frames_zeroed(tmp_path):
     assert g.gmem.read(0x300000, 4) == 0x99
     g.reset()
     assert g.gmem.read(0x300000, 4) == 0 and g.state == "running"
+
+
+def test_a_guest_on_fragmented_host_memory_runs_normally(tmp_path):
+    # guests come and go: a new guest's machine map is made of scattered frames
+    monitor = Monitor(64 << 20)
+    a = monitor.add_guest(GuestSpec(name="a", kernel=HELLO, mem=8 << 20))
+    b = monitor.add_guest(GuestSpec(name="b", kernel=HELLO, mem=8 << 20))
+    monitor.remove_guest(a)
+    c = monitor.add_guest(GuestSpec(name="c", kernel=HELLO, mem=24 << 20))
+    runs = sum(1 for x, y in zip(c.frames, c.frames[1:]) if y != x + 1)
+    assert runs >= 1                                        # not one contiguous block
+    assert not set(c.frames) & set(b.frames)
+    monitor.run(400_000)
+    assert c.state == "halted" and b"memory: 24 MiB" in c.console and b"bye" in c.console

@@ -72,6 +72,7 @@ class Guest:
                      disks=(spec.disk0, spec.disk1), make_cpu=self._make_vcpu,
                      on_a20=lambda enabled: self.vcpu.set_a20(enabled))
         self.vcpu: VirtualCpu = self.pc.cpu
+        self.vcpu.intr_ack = self.vcpu.acknowledging(self.vcpu.intr_ack)
         self.aperture.refresh_vapic()
         if self._boots:
             self._boot()

@@ -41,6 +41,7 @@ class VirtualCpu(CPU):
         self._string_io = False
         self._irq_blocked_since: int | None = None
         self._last_dispatch = None
+        self._ack_waited: int | None = None
         super().__init__(host_mem, io, cpuid_hypervisor=True)
         self.vmx = self
         self.intercept = self._dispatched
@@ -163,10 +164,9 @@ class VirtualCpu(CPU):
             return False
         self._last_dispatch = key
         if external:
-            waited = self._irq_blocked_since
+            waited, self._ack_waited = self._ack_waited, None
             if waited is not None:
                 self._record(ev.IRQ_WINDOW, f"vector {vector:#x} waited {self.icount - waited} insns for IF")
-                self._irq_blocked_since = None
             self._record(ev.IRQ_INJECT, f"vector {vector:#x}")
         elif soft:
             self._record(ev.GUEST_SOFTINT, f"int {vector:#x} from {return_eip:#010x}")
@@ -174,6 +174,16 @@ class VirtualCpu(CPU):
             err = "" if error_code is None else f" err {error_code:#x}"
             self._record(ev.GUEST_EXCEPTION, f"vector {vector}{err} at {self.eip:#010x}")
         return False
+
+    def acknowledging(self, ack):
+        """Wraps the interrupt controller's acknowledge: notes whether the
+        interrupt being taken had to wait for an interrupt window (INTR
+        drops during the acknowledge, before the delivery is logged)."""
+        def intr_ack():
+            self._ack_waited = self._irq_blocked_since
+            self._irq_blocked_since = None
+            return ack()
+        return intr_ack
 
     def set_intr(self, level: bool) -> None:
         """The guest's virtual interrupt controller drives INTR; while the
