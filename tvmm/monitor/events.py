@@ -37,6 +37,7 @@ GUEST_EXCEPTION = "exception"     # an exception the guest's handlers take
 GUEST_SOFTINT = "softint"         # INT n (system calls)
 # allocate resources / lifecycle
 GUEST_STOP = "stop"               # halted for good, crashed, reset
+DEBUGGER = "debugger"             # a debugger wrote registers or memory
 
 EXIT_KINDS = (EXIT_IO, EXIT_MMIO, EXIT_CR_READ, EXIT_CR_WRITE, EXIT_INVLPG, EXIT_HLT, EXIT_CPUID, EXIT_MSR,
               PF_HIDDEN, PF_REFLECTED, PT_WRITE)

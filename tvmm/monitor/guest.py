@@ -47,6 +47,7 @@ class Guest:
         self.state = RUNNING
         self.reason = ""
         self.exit_status: int | None = None
+        self.last_stop: Stop | None = None       # why the guest last left RUNNING
         self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents
@@ -128,6 +129,7 @@ class Guest:
         kind = stop.kind
         if kind == StopKind.BUDGET:
             return stop
+        self.last_stop = stop
         if kind == StopKind.HALTED:
             self._end(HALTED, "halted with interrupts disabled (nothing can wake it)")
         elif kind == StopKind.REQUEST and self.pc.exit_status is not None:
@@ -147,13 +149,36 @@ class Guest:
         self.state, self.reason = state, reason
         self.log.record(self.name, self.icount, ev.GUEST_STOP, f"{state}: {reason}")
 
+    @property
+    def alive(self) -> bool:
+        """Running or paused: it can still execute."""
+        return self.state in (RUNNING, PAUSED)
+
     def pause(self, reason: str = "paused") -> None:
+        """Stop scheduling this guest (a debugger's interrupt, the user)."""
         if self.state == RUNNING:
             self.state, self.reason = PAUSED, reason
+            self.last_stop = Stop(StopKind.REQUEST, reason, {"interrupt": True})
 
-    def resume(self) -> None:
+    def resume(self, debugger: bool = False) -> None:
         if self.state == PAUSED:
             self.state, self.reason = RUNNING, ""
+
+    def step(self) -> Stop:
+        """Execute one instruction of a paused guest; it stays paused unless
+        the instruction ends it (halt for good, triple fault, exit)."""
+        was = self.state
+        stop = self.run(1)
+        if self.state == RUNNING:
+            self.state = was
+        if stop.kind == StopKind.BUDGET:
+            stop = Stop(StopKind.STEP, "single step")
+        self.last_stop = stop
+        return stop
+
+    def note_debugger_write(self) -> None:
+        """A debugger changed the guest's registers or memory (an outside input)."""
+        self.log.record(self.name, self.icount, ev.DEBUGGER, "registers or memory written by the debugger")
 
     def reset(self) -> None:
         """A fresh boot in the same memory (zeroed), same configuration."""

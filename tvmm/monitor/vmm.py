@@ -115,4 +115,10 @@ class Monitor:
 
     @property
     def all_stopped(self) -> bool:
+        """No guest will run again without someone resuming it."""
         return not any(g.runnable for g in self.guests)
+
+    @property
+    def all_finished(self) -> bool:
+        """Every guest halted for good, exited or crashed (none is paused)."""
+        return not any(g.alive for g in self.guests)
