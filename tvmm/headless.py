@@ -23,6 +23,7 @@ debug-exit status in guest order, else 0.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 
@@ -34,6 +35,7 @@ from .monitor.vmm import Monitor
 
 SLICE = 2_000_000
 SCRIPT_SLICE = 200_000       # finer slices while a console script is waiting
+GDB_SLICE = 20_000           # finer still with debuggers attached: they are answered between slices
 
 
 class UsageError(Exception):
@@ -56,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--screen", action="store_true", help="print the final CGA screen at exit")
     ap.add_argument("--expect", action=_Step, dest="script", metavar="TEXT", help="wait for console output")
     ap.add_argument("--send", action=_Step, dest="script", metavar="TEXT", help="type into the console")
+    ap.add_argument("--gdb", metavar="[HOST:]PORT",
+                    help="a GDB stub per guest on PORT, PORT+1, ... (127.0.0.1 unless HOST is given)")
+    ap.add_argument("--wait-gdb", action="store_true", help="hold each guest until its debugger continues it")
     return ap
 
 
@@ -133,6 +138,9 @@ def main(argv: list[str]) -> int:
         if args.max_insns is not None and args.max_insns <= 0:
             raise UsageError("--max-insns must be positive")
         script = _script(args.script, names)
+        gdb = _gdb_address(args.gdb) if args.gdb is not None else None
+        if args.wait_gdb and gdb is None:
+            raise UsageError("--wait-gdb needs --gdb PORT")
         console = _Console(len(specs) > 1)
         monitor = Monitor(Monitor.host_size_for(specs))
         for spec in specs:
@@ -144,9 +152,52 @@ def main(argv: list[str]) -> int:
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
     try:
+        if gdb is not None:
+            return asyncio.run(_run_with_gdb(monitor, args, script, *gdb))
         return _run(monitor, args, script)
     finally:
         console.close()
+
+
+def _gdb_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    try:
+        n = int(port)
+    except ValueError:
+        raise UsageError(f"bad --gdb value {text!r} (use PORT or HOST:PORT)") from None
+    if not 0 <= n <= 65535:
+        raise UsageError(f"bad --gdb port {n} (0-65535)")
+    return host or "127.0.0.1", n
+
+
+async def _run_with_gdb(monitor: Monitor, args, script: list, host: str, port: int) -> int:
+    """The run loop interleaved with one GDB stub per guest."""
+    from .gdbstub.server import GdbServer
+    server = GdbServer(monitor, host, port)
+    try:
+        endpoints = await server.start()
+    except OSError as e:
+        print(f"tvmm run: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    for name, h, p in endpoints:
+        print(f"tvmm: guest {name}: gdb on {h}:{p} (target remote {h}:{p})", file=sys.stderr, flush=True)
+    if args.wait_gdb:
+        for g in monitor.guests:
+            g.pause("waiting for gdb")
+    runner = _Runner(monitor, args, script, slice_insns=GDB_SLICE)
+    try:
+        while True:
+            idle = monitor.all_stopped
+            status = runner.step()
+            server.poll()
+            if status is not None:
+                await asyncio.sleep(0.05)           # let final stop replies reach the debuggers
+                return status
+            await asyncio.sleep(0.01 if idle else 0)
+    finally:
+        await server.close()
 
 
 def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
@@ -164,42 +215,65 @@ def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
         script.pop(0)
 
 
-def _run(monitor: Monitor, args, script: list) -> int:
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    budget = args.max_insns
-    scripted = bool(script)
-    cursors: dict = {}
-    elapsed = 0
-    crashed_reported: set = set()
-    while True:
-        if scripted:
-            _advance_script(monitor, script, cursors)
+class _Runner:
+    """The run loop, one slice per ``step()``: returns the exit status when
+    the run is over, None to go on.  The plain loop calls it back to back;
+    with ``--gdb`` the asyncio loop interleaves it with the debuggers."""
+
+    def __init__(self, monitor: Monitor, args, script: list, slice_insns: int | None = None):
+        self.monitor, self.args, self.script = monitor, args, script
+        self.deadline = None if args.timeout is None else time.monotonic() + args.timeout
+        self.budget = args.max_insns
+        self.scripted = bool(script)
+        self.slice = slice_insns or (SCRIPT_SLICE if self.scripted else SLICE)
+        self.cursors: dict = {}
+        self.elapsed = 0
+        self.reported: set = set()
+
+    def step(self) -> int | None:
+        monitor, args, script = self.monitor, self.args, self.script
+        if self.scripted:
+            _advance_script(monitor, script, self.cursors)
             if not script:
                 return _finish(monitor, args, 0)
-        n = SCRIPT_SLICE if scripted else SLICE
-        if budget is not None:
-            n = min(n, budget - elapsed)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return _fail(monitor, args, f"timed out after {args.timeout:g} s" + _waiting(script))
+        if monitor.all_stopped:
+            # nothing runnable: finished, or every live guest is held by a debugger
+            return _finish(monitor, args, None, self.reported) if monitor.all_finished else None
+        n = self.slice
+        if self.budget is not None:
+            n = min(n, self.budget - self.elapsed)
         if n <= 0:
-            return _fail(monitor, args, f"instruction budget of {budget} used up" + _waiting(script))
+            return _fail(monitor, args, f"instruction budget of {self.budget} used up" + _waiting(script))
         result = monitor.run(n)
-        elapsed += n
+        self.elapsed += n
         sys.stdout.buffer.flush()
-        for guest, stop in result.stopped:
-            if guest.state == CRASHED and len(monitor.guests) > 1 and not monitor.all_stopped:
-                crashed_reported.add(guest.name)       # say so now: its siblings run on
+        for guest, _stop in result.stopped:
+            if guest.state == CRASHED and len(monitor.guests) > 1 and not monitor.all_finished:
+                self.reported.add(guest.name)           # say so now: its siblings run on
                 print(f"tvmm run: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
-        if scripted:
-            _advance_script(monitor, script, cursors)
+        if self.scripted:
+            _advance_script(monitor, script, self.cursors)
             if not script:
                 return _finish(monitor, args, 0)
             target = monitor.guest(script[0][1])
-            if not target.runnable:
+            if not target.alive:
                 return _fail(monitor, args, f"guest {target.name} stopped ({target.state}: {target.reason})"
                              + _waiting(script))
-        if monitor.all_stopped:
-            return _finish(monitor, args, None, crashed_reported)
-        if deadline is not None and time.monotonic() > deadline:
-            return _fail(monitor, args, f"timed out after {args.timeout:g} s" + _waiting(script))
+        if monitor.all_finished:
+            return _finish(monitor, args, None, self.reported)
+        return None
+
+
+def _run(monitor: Monitor, args, script: list) -> int:
+    runner = _Runner(monitor, args, script)
+    while True:
+        status = runner.step()
+        if status is not None:
+            return status
+        if monitor.all_stopped:                     # paused with no debugger to resume it
+            return _fail(monitor, args, "every guest is paused")
 
 
 def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:

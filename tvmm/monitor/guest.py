@@ -48,6 +48,7 @@ class Guest:
         self.reason = ""
         self.exit_status: int | None = None
         self.last_stop: Stop | None = None       # why the guest last left RUNNING
+        self.debugger_attached = False
         self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents

@@ -1,0 +1,100 @@
+"""``monitor …`` commands (qRcmd): what the monitor knows about this guest.
+
+    help                 this list
+    walk ADDR            the guest's own page walk for ADDR (directory, table, frame)
+    shadow ADDR          the monitor's shadow entry for ADDR and the host frame
+    events [N]           the guest's last N monitor events (default 20)
+    phys on|off          memory access by guest-physical address (default off: guest-virtual)
+    info                 state, instruction count, exits by kind
+    guests               every guest on this machine: state and instruction count
+"""
+
+from __future__ import annotations
+
+from ..machine import mmu
+from ..machine.consts import CR0_PG, CR4_PSE
+
+
+def run_command(target, text: str) -> str:
+    words = text.split()
+    if not words or words[0] == "help":
+        return __doc__.split("\n\n", 1)[1]
+    cmd, args = words[0], words[1:]
+    try:
+        fn = _COMMANDS[cmd]
+    except KeyError:
+        return f"unknown monitor command {cmd!r} (try: monitor help)\n"
+    try:
+        return fn(target, args)
+    except (ValueError, IndexError):
+        return f"usage: {[line for line in __doc__.splitlines() if line.strip().startswith(cmd)][0].strip()}\n"
+
+
+def _addr(args) -> int:
+    return int(args[0], 0) & 0xFFFFFFFF
+
+
+def _walk(target, args) -> str:
+    cpu, gmem = target.cpu, target.guest.gmem
+    va = _addr(args)
+    cr0, cr3, cr4 = cpu.guest_cr(0), cpu.guest_cr(3), cpu.guest_cr(4)
+    if not cr0 & CR0_PG:
+        return f"{va:#010x}: paging is off; guest-physical {va & cpu.a20:#010x}\n"
+    pde_at = (cr3 & 0xFFFFF000) | ((va >> 20) & 0xFFC)
+    pde = gmem.read(pde_at, 4)
+    out = [f"CR3 {cr3:#010x}", f"PDE[{va >> 22}] at {pde_at:#010x} = {pde:#010x} {_flags(pde)}"]
+    if pde & 1 and pde & 0x80 and cr4 & CR4_PSE:
+        out.append(f"4 MiB page -> guest-physical {(pde & 0xFFC00000) | (va & 0x3FFFFF):#010x}")
+    elif pde & 1:
+        pte_at = (pde & 0xFFFFF000) | ((va >> 10) & 0xFFC)
+        pte = gmem.read(pte_at, 4)
+        out.append(f"PTE[{(va >> 12) & 1023}] at {pte_at:#010x} = {pte:#010x} {_flags(pte)}")
+        hit = mmu.probe(gmem, cr3, cr4, va)
+        out.append(f"-> guest-physical {hit[0]:#010x}" if hit else "-> not present")
+    else:
+        out.append("-> not present")
+    return "\n".join(out) + "\n"
+
+
+def _flags(e: int) -> str:
+    names = [(1, "P"), (2, "W"), (4, "U"), (0x20, "A"), (0x40, "D"), (0x80, "PS"), (0x100, "G")]
+    return "[" + " ".join(n for bit, n in names if e & bit) + "]"
+
+
+def _shadow(target, args) -> str:
+    va = _addr(args)
+    sh = target.guest.shadow
+    e = sh.entry(va)
+    if not e & 1:
+        return f"{va:#010x}: no shadow entry (the next access takes a hidden fault)\n"
+    hpa = (e & 0xFFFFF000) | (va & 0xFFF)
+    return (f"{va:#010x}: shadow entry {e:#010x} {_flags(e)} -> host-physical {hpa:#010x} "
+            f"(shadow root {sh.root_hpa:#010x})\n")
+
+
+def _events(target, args) -> str:
+    n = int(args[0]) if args else 20
+    g = target.guest
+    return "".join(f"{e}\n" for e in g.log.recent(g.name, limit=n)) or "no events\n"
+
+
+def _phys(target, args) -> str:
+    if args[0] not in ("on", "off"):
+        raise ValueError(args[0])
+    target.physical = args[0] == "on"
+    return f"memory access is now by guest-{'physical' if target.physical else 'virtual'} address\n"
+
+
+def _info(target, args) -> str:
+    g = target.guest
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(g.log.by_kind(g.name).items()))
+    return f"guest {g.name}: {g.state} {g.reason}\ninstructions {g.icount}\nevents: {kinds or 'none'}\n"
+
+
+def _guests(target, args) -> str:
+    return "".join(f"{g.name}: {g.state} {g.icount} instructions{' (this debugger)' if g is target.guest else ''}\n"
+                   for g in target.guest.monitor.guests)
+
+
+_COMMANDS = {"walk": _walk, "shadow": _shadow, "events": _events, "phys": _phys, "info": _info,
+             "guests": _guests}
