@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: tvmm <command> [options]
+USAGE = """usage: tvmm [<command> [options]]
+
+  tvmm       the terminal UI on the bundled sample guests
 
 commands:
-  run        boot a guest: tvmm run --headless KERNEL.elf
+  ui         the terminal UI: tvmm ui [--guest SPEC ...] [KERNEL.elf]
+  run        boot guests: tvmm run --headless KERNEL.elf (without --headless: the UI)
   bench      guest instructions per second on fixed workloads (--json)
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
+    if not argv:
+        argv = ["ui"]
     cmd, rest = argv[0], argv[1:]
+    if cmd == "ui":
+        from .headless import main as run_main
+        if "--headless" in rest:
+            print("tvmm ui: --headless is for tvmm run", file=sys.stderr)
+            return 2
+        return run_main(rest)
     if cmd == "run":
         from .headless import main as run_main
         return run_main(rest)

@@ -48,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="tvmm run", description="Boot a guest kernel.")
+    ap = _Parser(prog="tvmm run", description="Boot guest kernels (the terminal UI unless --headless).")
     ap.add_argument("kernel", nargs="?", help="a Multiboot kernel (ELF)")
     ap.add_argument("--headless", action="store_true", help="no UI: console on stdout")
     ap.add_argument("--guest", action="append", default=[], metavar="SPEC",
@@ -124,13 +124,16 @@ class _Console:
 def main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
-        if not args.headless:
-            raise UsageError("the terminal UI is not available yet: use --headless")
         specs = [parse_guest(g, f"guest{i}") for i, g in enumerate(args.guest)]
         if args.kernel:
             specs.insert(0, parse_guest(f"kernel={args.kernel}", "guest0"))
-        if not specs:
+        if not specs and args.headless:
             raise UsageError("no guest given: tvmm run --headless KERNEL.elf (or --guest SPEC)")
+        if not specs:
+            from .bundled import bundled_specs
+            specs = bundled_specs()
+        if not args.headless and (args.script or args.gdb is not None or args.screen):
+            raise UsageError("--expect/--send/--screen/--gdb need --headless for now")
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -144,13 +147,16 @@ def main(argv: list[str]) -> int:
         console = _Console(len(specs) > 1)
         monitor = Monitor(Monitor.host_size_for(specs))
         for spec in specs:
-            monitor.add_guest(spec, on_console=console.byte)
+            monitor.add_guest(spec, on_console=console.byte if args.headless else None)
     except (UsageError, SpecError, BootError, OutOfMemory) as e:
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:          # e.g. a missing or malformed disk image
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
+    if not args.headless:
+        from .ui.main import run_ui
+        return run_ui(monitor)
     try:
         if gdb is not None:
             return asyncio.run(_run_with_gdb(monitor, args, script, *gdb))

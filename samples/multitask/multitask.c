@@ -13,7 +13,8 @@
  *    progress tokens (A0 B0 C0 ...) that interleave because of preemption;
  *    an idle `hlt` once a task is done.
  * Under tvmm one virtual second is 100 M instructions, so the rates below
- * give a preemption every 20,000 instructions.
+ * give a preemption every 20,000 instructions.  With `forever` on the
+ * command line the tasks never finish (the UI's demo).
  */
 #include "../lib/x86.h"
 
@@ -45,6 +46,7 @@ static struct task tasks[NTASKS];
 static struct task *cur;
 static volatile u32 jiffies, preemptions, tokens;
 static u32 apic_per_jiffy;
+static int forever;                         /* cmdline "forever": rounds never end (the UI demo) */
 
 /* ------------------------------------------------------------- interrupts */
 static void pit_tick(struct trapframe *tf)
@@ -116,11 +118,11 @@ static void task_main(void)
 {
     struct task *t = cur;                   /* we run only when scheduled as cur */
     u32 acc = (u32)t->id + 1;
-    for (u32 round = 0; round < ROUNDS; round++) {
+    for (u32 round = 0; forever || round < ROUNDS; round++) {
         for (u32 i = 0; i < WORK; i++)
             acc = acc * 31 + i * ((u32)t->id + 1);
         t->rounds = round + 1;
-        token(t, round);
+        token(t, round % 100);
     }
     t->checksum = acc;
     t->done = 1;
@@ -161,10 +163,23 @@ static void calibrate(void)
     puts(" MHz bus clock)\n");
 }
 
+static int has_word(const char *s, const char *w)
+{
+    for (; *s; s++) {
+        int i = 0;
+        while (w[i] && s[i] == w[i])
+            i++;
+        if (!w[i])
+            return 1;
+    }
+    return 0;
+}
+
 void kmain(u32 magic, u32 info)
 {
     (void)magic;
-    (void)info;
+    if (*(u32 *)info & 4)
+        forever = has_word((const char *)*(u32 *)(info + 16), "forever");
     serial_init();
     x86_init();
     set_trap_handler(IRQ_BASE + 0, pit_tick);

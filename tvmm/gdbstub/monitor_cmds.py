@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-from ..machine import mmu
-from ..machine.consts import CR0_PG, CR4_PSE
+from ..monitor import inspect
 
 
 def run_command(target, text: str) -> str:
@@ -35,30 +34,18 @@ def _addr(args) -> int:
 
 
 def _walk(target, args) -> str:
-    cpu, gmem = target.cpu, target.guest.gmem
     va = _addr(args)
-    cr0, cr3, cr4 = cpu.guest_cr(0), cpu.guest_cr(3), cpu.guest_cr(4)
-    if not cr0 & CR0_PG:
+    cpu = target.cpu
+    row = inspect.walk(target.guest, va)
+    if row.pde is None:
         return f"{va:#010x}: paging is off; guest-physical {va & cpu.a20:#010x}\n"
-    pde_at = (cr3 & 0xFFFFF000) | ((va >> 20) & 0xFFC)
-    pde = gmem.read(pde_at, 4)
-    out = [f"CR3 {cr3:#010x}", f"PDE[{va >> 22}] at {pde_at:#010x} = {pde:#010x} {_flags(pde)}"]
-    if pde & 1 and pde & 0x80 and cr4 & CR4_PSE:
-        out.append(f"4 MiB page -> guest-physical {(pde & 0xFFC00000) | (va & 0x3FFFFF):#010x}")
-    elif pde & 1:
-        pte_at = (pde & 0xFFFFF000) | ((va >> 10) & 0xFFC)
-        pte = gmem.read(pte_at, 4)
-        out.append(f"PTE[{(va >> 12) & 1023}] at {pte_at:#010x} = {pte:#010x} {_flags(pte)}")
-        hit = mmu.probe(gmem, cr3, cr4, va)
-        out.append(f"-> guest-physical {hit[0]:#010x}" if hit else "-> not present")
-    else:
-        out.append("-> not present")
+    out = [f"CR3 {cpu.guest_cr(3):#010x}", f"PDE[{va >> 22}] = {row.pde:#010x} [{inspect.flags(row.pde)}]"]
+    if row.pte is not None:
+        out.append(f"PTE[{(va >> 12) & 1023}] = {row.pte:#010x} [{inspect.flags(row.pte)}]")
+    elif row.pde & 1:
+        out.append("4 MiB page")
+    out.append(f"-> guest-physical {row.gpa | (va & 0xFFF):#010x}" if row.gpa is not None else "-> not present")
     return "\n".join(out) + "\n"
-
-
-def _flags(e: int) -> str:
-    names = [(1, "P"), (2, "W"), (4, "U"), (0x20, "A"), (0x40, "D"), (0x80, "PS"), (0x100, "G")]
-    return "[" + " ".join(n for bit, n in names if e & bit) + "]"
 
 
 def _shadow(target, args) -> str:
@@ -68,7 +55,7 @@ def _shadow(target, args) -> str:
     if not e & 1:
         return f"{va:#010x}: no shadow entry (the next access takes a hidden fault)\n"
     hpa = (e & 0xFFFFF000) | (va & 0xFFF)
-    return (f"{va:#010x}: shadow entry {e:#010x} {_flags(e)} -> host-physical {hpa:#010x} "
+    return (f"{va:#010x}: shadow entry {e:#010x} [{inspect.flags(e)}] -> host-physical {hpa:#010x} "
             f"(shadow root {sh.root_hpa:#010x})\n")
 
 

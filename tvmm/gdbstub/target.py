@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import struct
 
-from ..machine import debug, mmu, segments
-from ..machine.consts import CR0_PG, M32
+from ..machine import debug, segments
+from ..machine.consts import M32
+from ..monitor import inspect
 from ..machine.errors import Stop, StopKind
 
 # gdb's i386 register numbers (org.gnu.gdb.i386.core, then our system feature)
@@ -125,35 +126,17 @@ class GuestTarget:
             pos += size
 
     # -- memory ----------------------------------------------------------------------------
-    def translate(self, addr: int) -> int | None:
-        """Guest-virtual (or, in physical mode, guest-physical) -> guest-physical, or None."""
-        if self.physical:
-            return addr
-        cpu = self.cpu
-        if not cpu.guest_cr(0) & CR0_PG:
-            return addr & cpu.a20
-        hit = mmu.probe(self.guest.gmem, cpu.guest_cr(3), cpu.guest_cr(4), addr & M32)
-        return None if hit is None else hit[0] & cpu.a20
-
-    def _pages(self, addr: int, length: int):
-        while length > 0:
-            chunk = min(length, 0x1000 - (addr & 0xFFF))
-            gpa = self.translate(addr)
-            if gpa is None or self.guest.gmem.hpa_page(gpa >> 12) is None:
-                raise TargetError(f"cannot access memory at {addr:#x}")
-            yield gpa, chunk
-            addr = (addr + chunk) & M32
-            length -= chunk
-
     def read_memory(self, addr: int, length: int) -> bytes:
-        return b"".join(self.guest.gmem.read_bytes(gpa, n) for gpa, n in self._pages(addr, length))
+        try:
+            return inspect.read(self.guest, addr, length, self.physical)
+        except inspect.AccessError as e:
+            raise TargetError(str(e)) from None
 
     def write_memory(self, addr: int, data: bytes) -> None:
-        spans = list(self._pages(addr, len(data)))      # all or nothing
-        pos = 0
-        for gpa, n in spans:
-            self.guest.gmem.write_bytes(gpa, data[pos:pos + n])
-            pos += n
+        try:
+            inspect.write(self.guest, addr, data, self.physical)
+        except inspect.AccessError as e:
+            raise TargetError(str(e)) from None
         self.guest.note_debugger_write()
 
     # -- breakpoints and watchpoints -----------------------------------------------------------

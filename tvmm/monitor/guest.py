@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..guestspec import GuestSpec
 from ..machine.boot import disk as diskboot
 from ..machine.boot import multiboot, rom as romboot
+from ..machine import debug
 from ..machine.errors import Stop, StopKind
 from ..machine.pc import PC
 from . import events as ev
@@ -184,6 +185,7 @@ class Guest:
     def reset(self) -> None:
         """A fresh boot in the same memory (zeroed), same configuration."""
         monitor = self.monitor
+        breakpoints, watchpoints = set(self.vcpu.breakpoints), list(self.vcpu.watchpoints)
         self.shadow.release()
         monitor.frames.free(self.frames + self.extra_frames)
         self.extra_frames = []
@@ -191,6 +193,9 @@ class Guest:
         self.console.clear()
         self.state, self.reason, self.exit_status = RUNNING, "", None
         self._build()
+        self.vcpu.breakpoints.update(breakpoints)      # a debugger's breakpoints outlive a reboot
+        self.vcpu.watchpoints.extend(watchpoints)
+        debug.update_watch_pages(self.vcpu)
         self.log.record(self.name, self.icount, ev.GUEST_STOP, "reset: booted again")
 
     def destroy(self) -> None:

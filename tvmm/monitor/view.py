@@ -1,0 +1,114 @@
+"""Frozen views of guests: what the UI draws, taken between slices.
+
+The machine runs in one thread; the UI draws in another.  The UI never reads
+live guest state: the thread that runs the machine calls ``guest_view`` after
+each slice and publishes the result, an immutable ``GuestView``, which the
+UI may keep as long as it likes.
+
+A view holds what every pane needs: state, time, registers as the guest sees
+them (and the real CR3), code bytes around EIP, the page rows for a window of
+virtual addresses (guest walk beside shadow entry), a memory window, the
+console's tail, the CGA screen and the guest's recent events with counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import inspect
+
+SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
+GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+CODE_BEFORE, CODE_AFTER = 32, 96
+CONSOLE_TAIL = 16384
+
+
+@dataclass(frozen=True)
+class Registers:
+    gprs: tuple[int, ...]
+    eip: int
+    eflags: int
+    segs: tuple[tuple[str, int, int, int], ...]      # name, selector, base, limit
+    cr0: int
+    cr2: int
+    cr3: int
+    cr4: int
+    shadow_cr3: int
+    gdtr: tuple[int, int]
+    idtr: tuple[int, int]
+    cpl: int
+    protected: bool
+
+    def named(self) -> dict[str, int]:
+        d = dict(zip(GPR_NAMES, self.gprs))
+        d.update(eip=self.eip, eflags=self.eflags, cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4,
+                 shadow_cr3=self.shadow_cr3)
+        for name, sel, _b, _l in self.segs:
+            d[name] = sel
+        return d
+
+
+@dataclass(frozen=True)
+class GuestView:
+    name: str
+    state: str
+    reason: str
+    icount: int
+    now: int
+    regs: Registers
+    code_addr: int                       # linear address of code[0]
+    code: bytes                          # may be short or empty when unmapped
+    pages: tuple[inspect.PageRow, ...]
+    mem_addr: int
+    mem: bytes | None
+    console: bytes
+    screen: tuple[str, ...]
+    events: tuple = ()
+    counts: dict = field(default_factory=dict)
+    breakpoints: frozenset = frozenset()
+    debugger_attached: bool = False
+    kernel: str | None = None
+
+
+def registers(guest) -> Registers:
+    c = guest.vcpu
+    segs = tuple((SEG_NAMES[i], c.seg_sel[i], c.seg_base[i], c.seg_limit[i]) for i in range(6))
+    return Registers(tuple(c.regs), c.eip, c.get_eflags(), segs, c.guest_cr(0), c.cr2, c.guest_cr(3),
+                     c.guest_cr(4), c.cr3, (c.gdtr_base, c.gdtr_limit), (c.idtr_base, c.idtr_limit), c.cpl,
+                     c.protected)
+
+
+def _read(guest, addr: int, n: int, physical: bool = False) -> bytes:
+    """Whatever is readable from ``addr`` on (stops at the first unmapped page)."""
+    out = b""
+    while n > 0:
+        chunk = min(n, 0x1000 - (addr & 0xFFF))
+        try:
+            out += inspect.read(guest, addr, chunk, physical)
+        except inspect.AccessError:
+            break
+        addr += chunk
+        n -= chunk
+    return out
+
+
+def guest_view(guest, *, page_va: int | None = None, pages: int = 16, mem_addr: int = 0,
+               mem_physical: bool = False, events: int = 200) -> GuestView:
+    regs = registers(guest)
+    lin_eip = (guest.vcpu.seg_base[1] + regs.eip) & 0xFFFFFFFF
+    code_addr = max(0, lin_eip - CODE_BEFORE)
+    code = _read(guest, code_addr, CODE_BEFORE + CODE_AFTER)
+    if len(code) < CODE_BEFORE:                  # the page before EIP is unmapped: start at EIP
+        code_addr, code = lin_eip, _read(guest, lin_eip, CODE_AFTER)
+    base = (lin_eip if page_va is None else page_va) & 0xFFFFF000
+    start = max(0, base - (pages // 2) * 0x1000)
+    rows = tuple(inspect.walk(guest, start + i * 0x1000) for i in range(pages))
+    mem = _read(guest, mem_addr, 256, mem_physical) or None
+    log = guest.log
+    return GuestView(
+        name=guest.name, state=guest.state, reason=guest.reason, icount=guest.icount, now=guest.now(),
+        regs=regs, code_addr=code_addr, code=code, pages=rows, mem_addr=mem_addr, mem=mem,
+        console=bytes(guest.console[-CONSOLE_TAIL:]), screen=tuple(guest.pc.cga.text()),
+        events=tuple(log.recent(guest.name, limit=events)), counts=log.by_kind(guest.name),
+        breakpoints=frozenset(guest.vcpu.breakpoints), debugger_attached=guest.debugger_attached,
+        kernel=guest.spec.kernel)

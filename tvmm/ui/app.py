@@ -1,0 +1,257 @@
+"""tvmm's terminal UI: every guest, its registers and code, its page tables
+beside the monitor's shadow, the event queue, its console and memory.
+
+The machine runs in a worker thread (``Engine``); the screen refreshes at a
+steady rate from the engine's frozen views, so the UI stays responsive
+while guests run flat out, and a paused machine costs nothing.  Messages go
+up (key presses become engine commands), attributes go down (views are
+handed to the panes).
+"""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+
+from .engine import Engine
+from .panes.console import ConsolePane
+from .panes.disasm import DisasmPane
+from .panes.events import EventsPane
+from .panes.guests import GuestsPane
+from .panes.memory import MemoryPane
+from .panes.pages import PagesPane
+from .panes.registers import RegistersPane
+from .symbols import Symbols
+
+REFRESH = 0.1
+
+
+class TvmmApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "tvmm"
+    BINDINGS = [
+        Binding("space", "toggle_run", "Run/pause"),
+        Binding("a", "toggle_all", "All"),
+        Binding("s", "step", "Step"),
+        Binding("n", "step_over", "Over"),
+        Binding("b", "toggle_breakpoint", "Break"),
+        Binding("g", "prompt('run-to')", "Run to"),
+        Binding("r", "reset", "Reset"),
+        Binding("right_square_bracket", "next_guest", "Next guest", key_display="]"),
+        Binding("left_square_bracket", "next_guest(-1)", "Prev guest", show=False, key_display="["),
+        Binding("p", "tab('pages')", "Pages"),
+        Binding("e", "tab('events')", "Events", show=False),
+        Binding("c", "tab('console')", "Console", show=False),
+        Binding("m", "tab('memory')", "Memory", show=False),
+        Binding("j", "prompt('pages')", "Jump", show=False),
+        Binding("x", "prompt('memory')", "Address", show=False),
+        Binding("v", "toggle_screen", "Screen", show=False),
+        Binding("f", "filter_events", "Filter", show=False),
+        Binding("i", "focus_input", "Type", show=False),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "cancel_prompt", "Cancel", show=False),
+    ]
+
+    selected: reactive[str] = reactive("")
+
+    def __init__(self, monitor, start_engine: bool = True):
+        super().__init__()
+        self.monitor = monitor
+        self.engine = Engine(monitor)
+        self.start_engine = start_engine
+        self.symbols = {g.name: Symbols.load(g.spec.kernel) for g in monitor.guests}
+        self.show_screen = False
+        self._generation = -1
+        self._prompt_for = ""
+        self._states: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="left"):
+            yield GuestsPane(id="guests")
+            yield RegistersPane(id="registers")
+        with Vertical(id="right"):
+            yield DisasmPane(id="disasm")
+            with TabbedContent(id="tabs", initial="console"):
+                with TabPane("Console", id="console"):
+                    yield ConsolePane(id="console-pane")
+                with TabPane("Events", id="events"):
+                    yield EventsPane(id="events-pane")
+                with TabPane("Pages", id="pages"):
+                    yield PagesPane(id="pages-pane")
+                with TabPane("Memory", id="memory"):
+                    yield MemoryPane(id="memory-pane")
+        yield Input(id="prompt", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.selected = self.monitor.guests[0].name if self.monitor.guests else ""
+        self.set_interval(REFRESH, self.refresh_views)
+        if self.start_engine:
+            self.run_worker(self.engine.run_forever, thread=True, exclusive=True, name="machine")
+        self.query_one(DisasmPane).focus()
+        self.refresh_views()
+
+    def on_unmount(self) -> None:
+        self.engine.stop()
+
+    # -- views down ----------------------------------------------------------------------
+    def refresh_views(self, force: bool = False) -> None:
+        engine = self.engine
+        if engine.generation == self._generation and not force:
+            return
+        self._generation = engine.generation
+        views = engine.views
+        self.query_one(GuestsPane).show(views, engine.speed)
+        view = views.get(self.selected)
+        if view is None:
+            return
+        previous = self._states.get(view.name)
+        stopped = view.state != "running"
+        self._states[view.name] = view.state
+        self.query_one(RegistersPane).show(view, stopped)
+        self.query_one(DisasmPane).show(view, self.symbols.get(view.name), follow=stopped or previous != view.state)
+        tab = self.query_one(TabbedContent).active
+        if tab == "console":
+            self.query_one(ConsolePane).show(view, self.show_screen)
+        elif tab == "events":
+            self.query_one(EventsPane).show(view)
+        elif tab == "pages":
+            self.query_one(PagesPane).show(view)
+        elif tab == "memory":
+            self.query_one(MemoryPane).show(view)
+
+    def watch_selected(self, _old: str, _new: str) -> None:
+        if self.is_mounted:
+            self.refresh_views(force=True)
+
+    def on_tabbed_content_tab_activated(self, _msg) -> None:
+        self.refresh_views(force=True)
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        if message.data_table.id == "guests" and message.row_key is not None:
+            self.selected = message.row_key.value
+
+    # -- actions up ------------------------------------------------------------------------------
+    def _view(self):
+        return self.engine.views.get(self.selected)
+
+    def action_toggle_run(self) -> None:
+        v = self._view()
+        if v is None:
+            return
+        (self.engine.pause if v.state == "running" else self.engine.resume)(v.name)
+
+    def action_toggle_all(self) -> None:
+        if any(v.state == "running" for v in self.engine.views.values()):
+            self.engine.pause_all()
+        else:
+            self.engine.resume_all()
+
+    def action_step(self) -> None:
+        self.engine.step(self.selected)
+
+    def action_step_over(self) -> None:
+        self.engine.step_over(self.selected)
+
+    def action_toggle_breakpoint(self) -> None:
+        disasm = self.query_one(DisasmPane)
+        addr = disasm.cursor_addr
+        if addr is not None:
+            self.engine.toggle_breakpoint(self.selected, addr)
+
+    def action_reset(self) -> None:
+        self.engine.reset(self.selected)
+
+    def action_next_guest(self, delta: int = 1) -> None:
+        names = list(self.engine.views)
+        if names:
+            i = names.index(self.selected) if self.selected in names else 0
+            self.selected = names[(i + delta) % len(names)]
+            self.query_one(GuestsPane).move_cursor(row=names.index(self.selected))
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_toggle_screen(self) -> None:
+        self.show_screen = not self.show_screen
+        self.refresh_views(force=True)
+
+    def action_filter_events(self) -> None:
+        v = self._view()
+        if v is not None:
+            self.query_one(EventsPane).cycle_filter(list(v.counts))
+            self.action_tab("events")
+            self.refresh_views(force=True)
+
+    def action_focus_input(self) -> None:
+        self.action_tab("console")
+        self.query_one("#console-input", Input).focus()
+
+    def action_prompt(self, purpose: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self._prompt_for = purpose
+        prompt.placeholder = {"run-to": "run to address or symbol", "pages": "page tables at address",
+                              "memory": "memory at address (p:ADDR for physical)"}[purpose]
+        prompt.value = ""
+        prompt.disabled = False
+        prompt.add_class("visible")
+        prompt.focus()
+
+    def action_cancel_prompt(self) -> None:
+        prompt = self.query_one("#prompt", Input)
+        prompt.remove_class("visible")
+        prompt.disabled = True
+        self.query_one(DisasmPane).focus()
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id == "console-input":
+            self.engine.send(self.selected, (message.value + "\n").encode("latin-1", "replace"))
+            message.input.value = ""
+            return
+        message.input.remove_class("visible")
+        message.input.disabled = True
+        text = message.value.strip()
+        physical = text.startswith("p:")
+        addr = self._address(text[2:] if physical else text)
+        if addr is None:
+            self.notify(f"no such address or symbol: {text!r}", severity="error")
+        elif self._prompt_for == "run-to":
+            self.engine.run_to(self.selected, addr)
+        elif self._prompt_for == "pages":
+            self.engine.show_pages(self.selected, addr)
+            self.action_tab("pages")
+        elif self._prompt_for == "memory":
+            self.engine.show_memory(self.selected, addr, physical)
+            self.action_tab("memory")
+        self.query_one(DisasmPane).focus()
+
+    def _address(self, text: str) -> int | None:
+        try:
+            return int(text, 0) & 0xFFFFFFFF
+        except ValueError:
+            syms = self.symbols.get(self.selected)
+            return syms.lookup(text) if syms else None
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for key, (title, help_, action) in {
+            "run": ("Run or pause the selected guest", "space", self.action_toggle_run),
+            "all": ("Run or pause every guest", "a", self.action_toggle_all),
+            "step": ("Step one instruction", "s", self.action_step),
+            "over": ("Step over a call", "n", self.action_step_over),
+            "break": ("Toggle a breakpoint at the disassembly cursor", "b", self.action_toggle_breakpoint),
+            "runto": ("Run to an address or symbol", "g", lambda: self.action_prompt("run-to")),
+            "reset": ("Reset the selected guest", "r", self.action_reset),
+            "next": ("Switch to the next guest", "]", self.action_next_guest),
+            "pages": ("Show page tables: guest beside shadow", "p", lambda: self.action_tab("pages")),
+            "jump": ("Page tables at an address", "j", lambda: self.action_prompt("pages")),
+            "events": ("Show the monitor's events", "e", lambda: self.action_tab("events")),
+            "filter": ("Filter events by kind", "f", self.action_filter_events),
+            "console": ("Show the console", "c", lambda: self.action_tab("console")),
+            "screen": ("Console: serial output or CGA screen", "v", self.action_toggle_screen),
+            "memory": ("Show memory at an address", "x", lambda: self.action_prompt("memory")),
+        }.items():
+            yield SystemCommand(title, f"key: {help_}", action)

@@ -1,0 +1,182 @@
+"""The machine's thread: runs the monitor and publishes frozen views.
+
+The UI never touches guests.  It submits commands (``pause``, ``step``,
+``toggle_breakpoint``, …) which the engine applies between slices, and it
+reads ``views`` — a dict replaced as a whole after each slice, whose values
+are immutable ``GuestView`` objects.  A paused machine waits on the command
+queue instead of spinning, so it costs no CPU.
+
+Nothing here imports Textual: tests drive ``Engine.step()`` directly.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from ..machine.errors import StopKind
+from ..monitor import inspect
+from ..monitor.view import GuestView, guest_view
+
+SLICE = 50_000
+VIEW_INTERVAL = 0.05          # seconds between published views while running
+
+
+class Engine:
+    def __init__(self, monitor, slice_insns: int = SLICE):
+        self.monitor = monitor
+        self.slice = slice_insns
+        self.commands: queue.Queue = queue.Queue()
+        self.views: dict[str, GuestView] = {}
+        self.speed: dict[str, float] = {g.name: 0.0 for g in monitor.guests}
+        self.page_va: dict[str, int | None] = {}
+        self.mem: dict[str, tuple[int, bool]] = {}
+        self.temp_breaks: dict[str, set[int]] = {}
+        self.generation = 0
+        self._stop = threading.Event()
+        self._last_publish = 0.0
+        self.publish()
+
+    # -- commands (any thread) ----------------------------------------------------------
+    def submit(self, fn) -> None:
+        """Run ``fn(engine)`` in the machine thread before the next slice."""
+        self.commands.put(fn)
+
+    def pause(self, name: str) -> None:
+        self.submit(lambda e: e._guest(name).pause("paused by the user"))
+
+    def resume(self, name: str) -> None:
+        self.submit(lambda e: e._resume(e._guest(name)))
+
+    def pause_all(self) -> None:
+        self.submit(lambda e: [g.pause("paused by the user") for g in e.monitor.guests])
+
+    def resume_all(self) -> None:
+        self.submit(lambda e: [e._resume(g) for g in e.monitor.guests])
+
+    def step(self, name: str) -> None:
+        self.submit(lambda e: e._step(e._guest(name)))
+
+    def step_over(self, name: str) -> None:
+        self.submit(lambda e: e._step_over(e._guest(name)))
+
+    def run_to(self, name: str, addr: int) -> None:
+        def go(e):
+            g = e._guest(name)
+            e._temp_break(g, addr)
+            e._resume(g)
+        self.submit(go)
+
+    def toggle_breakpoint(self, name: str, addr: int) -> None:
+        def toggle(e):
+            bps = e._guest(name).vcpu.breakpoints
+            bps.symmetric_difference_update({addr})
+            e._guest(name).vcpu._refresh()
+        self.submit(toggle)
+
+    def reset(self, name: str) -> None:
+        self.submit(lambda e: e._guest(name).reset())
+
+    def send(self, name: str, data: bytes) -> None:
+        self.submit(lambda e: e._guest(name).pc.com1.feed(data))
+
+    def key(self, name: str, scancodes: bytes) -> None:
+        self.submit(lambda e: e._guest(name).pc.kbc.press(scancodes))
+
+    def show_pages(self, name: str, va: int | None) -> None:
+        self.submit(lambda e: e.page_va.__setitem__(name, va))
+
+    def show_memory(self, name: str, addr: int, physical: bool = False) -> None:
+        self.submit(lambda e: e.mem.__setitem__(name, (addr, physical)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.commands.put(lambda e: None)
+
+    # -- in the machine thread ---------------------------------------------------------------
+    def _guest(self, name: str):
+        return self.monitor.guest(name)
+
+    def _resume(self, g) -> None:
+        if g.state == "paused":
+            g.vcpu.skip_bp_once = True          # run off a breakpoint at EIP
+            g.resume()
+
+    def _step(self, g) -> None:
+        if g.state == "paused":
+            g.step()
+
+    def _temp_break(self, g, addr: int) -> None:
+        if addr not in g.vcpu.breakpoints:
+            self.temp_breaks.setdefault(g.name, set()).add(addr)
+            g.vcpu.breakpoints.add(addr)
+            g.vcpu._refresh()
+
+    def _step_over(self, g) -> None:
+        """Step, but run a CALL to its return address."""
+        if g.state != "paused":
+            return
+        from ..machine.decoder import decode, NeedBytes
+        cpu = g.vcpu
+        lin = (cpu.seg_base[1] + cpu.eip) & 0xFFFFFFFF
+        try:
+            d = decode(inspect.read(g, lin, 16), 0, cpu.code32)
+        except (inspect.AccessError, NeedBytes):
+            d = None
+        if d is not None and d.mnem == "CALL":
+            self._temp_break(g, lin + d.len)
+            self._resume(g)
+        else:
+            g.step()
+
+    def _drop_temp_breaks(self) -> None:
+        for name, addrs in list(self.temp_breaks.items()):
+            g = self._guest(name)
+            if g.state != "running":
+                g.vcpu.breakpoints.difference_update(addrs)
+                g.vcpu._refresh()
+                del self.temp_breaks[name]
+
+    def step_once(self, wait: float = 0.0) -> None:
+        """Apply pending commands, run one slice if anything can run, and
+        publish views (at most every VIEW_INTERVAL while running)."""
+        block = wait > 0 and not any(g.runnable for g in self.monitor.guests)
+        changed = False
+        while True:
+            try:
+                fn = self.commands.get(timeout=wait) if block else self.commands.get_nowait()
+            except queue.Empty:
+                break
+            block = False
+            fn(self)
+            changed = True
+        if any(g.runnable for g in self.monitor.guests):
+            t0 = time.perf_counter()
+            result = self.monitor.run(self.slice)
+            dt = max(time.perf_counter() - t0, 1e-9)
+            for name, n in result.ran.items():
+                self.speed[name] = n / dt / 1e6
+            for g in self.monitor.guests:
+                if not g.runnable:
+                    self.speed[g.name] = 0.0
+            self._drop_temp_breaks()
+            changed = changed or bool(result.stopped)
+        if changed or time.perf_counter() - self._last_publish > VIEW_INTERVAL:
+            self.publish()
+
+    def publish(self) -> None:
+        views = {}
+        for g in self.monitor.guests:
+            addr, phys = self.mem.get(g.name, (0x100000, False))
+            views[g.name] = guest_view(g, page_va=self.page_va.get(g.name), mem_addr=addr, mem_physical=phys)
+        self.views = views                      # one assignment: readers see old or new, never half
+        self.generation += 1
+        self._last_publish = time.perf_counter()
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            self.step_once(wait=0.1)
+
+
+__all__ = ["Engine", "StopKind"]

@@ -1,0 +1,1 @@
+"""The UI's panes: each draws one part of a frozen ``GuestView``."""

@@ -1,0 +1,21 @@
+"""The guest's console: its serial output and its CGA screen; what the user
+types into the input line is sent to the guest's COM1."""
+
+from __future__ import annotations
+
+from textual.containers import Vertical
+from textual.widgets import Input, Static
+
+
+class ConsolePane(Vertical):
+    def compose(self):
+        yield Static(id="serial")
+        yield Input(placeholder="type to the guest (Enter sends a line)", id="console-input")
+
+    def show(self, view, screen: bool) -> None:
+        if screen:
+            text = "\n".join(line.rstrip() for line in view.screen).rstrip("\n")
+        else:
+            lines = view.console.decode("latin-1").replace("\r", "").split("\n")
+            text = "\n".join(lines[-max(3, (self.size.height or 12) - 1):])
+        self.query_one("#serial", Static).update(text)
