@@ -132,8 +132,8 @@ def main(argv: list[str]) -> int:
         if not specs:
             from .bundled import bundled_specs
             specs = bundled_specs()
-        if not args.headless and (args.script or args.gdb is not None or args.screen):
-            raise UsageError("--expect/--send/--screen/--gdb need --headless for now")
+        if not args.headless and (args.script or args.screen):
+            raise UsageError("--expect/--send/--screen need --headless")
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -156,7 +156,15 @@ def main(argv: list[str]) -> int:
         return 2
     if not args.headless:
         from .ui.main import run_ui
-        return run_ui(monitor)
+        server = None
+        if gdb is not None:
+            from .gdbstub.server import GdbServer, check_ports
+            problem = check_ports(gdb[0], gdb[1], len(monitor.guests))
+            if problem:
+                print(f"tvmm run: {problem}", file=sys.stderr)
+                return 2
+            server = GdbServer(monitor, *gdb)
+        return run_ui(monitor, server, args.wait_gdb)
     try:
         if gdb is not None:
             return asyncio.run(_run_with_gdb(monitor, args, script, *gdb))

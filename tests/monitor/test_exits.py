@@ -131,3 +131,27 @@ def test_an_interrupt_waits_for_the_guest_to_enable_interrupts(tmp_path):
     assert len(window) == 1 and "vector 0x20" in window[0].detail
     waited = int(window[0].detail.split("waited ")[1].split()[0])
     assert waited > 10_000                                  # it sat through most of the loop
+
+
+def test_stepping_a_halted_guest_stops_in_the_handler_that_wakes_it(tmp_path):
+    code = bytearray()
+    for port, val in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xFE),
+                      (0x43, 0x34), (0x40, 0x00), (0x40, 0x10)):       # a slow PIT: 4096 clocks
+        code += X.mov_edx(port) + X.mov_eax(val) + X.OUT_DX_AL
+    code += X.STI + X.HLT + b"\xeb\xfd"                  # sti; L: hlt; jmp L
+    monitor, g = boot(tmp_path, bytes(code))
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    handler = 0x7000                                         # nops, EOI, iret
+    g.gmem.write_bytes(handler, b"\x90" * 4 + b"\xb0\x20\xe6\x20" + b"\xcf")
+    lay.mem.write_bytes(0x2000 + 0x20 * 8, struct.pack("<HHHH", handler & 0xFFFF, 8, 0x8E00, handler >> 16))
+    g.vcpu.idtr_limit = 0x20 * 8 + 7
+    for _ in range(10_000):
+        monitor.run(1)
+        if g.vcpu.halted and g.icount > 40:                  # asleep after the first interrupt
+            break
+    assert g.vcpu.halted
+    g.pause()
+    stop = g.step()
+    assert stop.kind.value == "step" and g.state == "paused"
+    assert g.vcpu.eip == handler + 1                        # delivered, and its first instruction ran

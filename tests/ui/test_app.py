@@ -29,7 +29,7 @@ async def test_guests_pane_shows_every_guest_state_and_progress(make_app):
         table = app.query_one("#guests", DataTable)
         rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(table.row_count)}
         assert set(rows) == {"flaky", "multitask", "hello"}
-        assert rows["hello"][1].startswith("halted") and rows["multitask"][1] == "running"
+        assert str(rows["hello"][1]).startswith("halted") and str(rows["multitask"][1]) == "running"
         assert rows["hello"][2] == str(view(app, "hello").icount)
 
 

@@ -12,6 +12,7 @@ dropped connection detaches (breakpoints go, the guest runs on).
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from .session import Session
 from .target import GuestTarget
@@ -55,6 +56,7 @@ class GdbServer:
         conn = _Conn(Session(GuestTarget(guest)), writer)
         self.conns[guest.name] = conn
         guest.debugger_attached = True
+        guest.pause("stopped by gdb")             # gdb takes a target as stopped once attached
         try:
             while not conn.session.detached:
                 data = await reader.read(4096)
@@ -87,3 +89,18 @@ class GdbServer:
             server.close()
             await server.wait_closed()
         self.servers.clear()
+
+
+def check_ports(host: str, port: int, n: int) -> str | None:
+    """Can ``n`` listeners bind from ``port`` on?  (For callers that start
+    the server later, in another thread.)  Returns a one-line problem or None."""
+    if port == 0:
+        return None
+    for p in range(port, port + n):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, p))
+            except OSError as e:
+                return f"cannot listen for gdb on {host}:{p}: {e.strerror or e}"
+    return None

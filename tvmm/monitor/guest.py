@@ -168,9 +168,25 @@ class Guest:
 
     def step(self) -> Stop:
         """Execute one instruction of a paused guest; it stays paused unless
-        the instruction ends it (halt for good, triple fault, exit)."""
+        the instruction ends it (halt for good, triple fault, exit).  A
+        halted guest sleeps until its next device event and stops at the
+        first instruction of the interrupt handler."""
         was = self.state
-        stop = self.run(1)
+        start = self.icount
+        stop = Stop(StopKind.HALTED, "halted: nothing will wake it")
+        for _ in range(10_000):
+            n = 1
+            if self.vcpu.halted:
+                # A halted processor's next instruction is the first one of the
+                # handler of the interrupt that wakes it: run to each device
+                # event until one wakes it.
+                deadline = self.pc.clock.next_deadline()
+                if deadline is None or not self.vcpu.eflags & 0x200:
+                    break
+                n = max(1, deadline - self.now() + 1)
+            stop = self.run(n)
+            if self.icount != start or stop.kind != StopKind.BUDGET or self.state not in (RUNNING, PAUSED):
+                break
         if self.state == RUNNING:
             self.state = was
         if stop.kind == StopKind.BUDGET:

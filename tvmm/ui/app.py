@@ -57,10 +57,11 @@ class TvmmApp(App):
 
     selected: reactive[str] = reactive("")
 
-    def __init__(self, monitor, start_engine: bool = True):
+    def __init__(self, monitor, start_engine: bool = True, gdb_server=None):
         super().__init__()
         self.monitor = monitor
-        self.engine = Engine(monitor)
+        self.engine = Engine(monitor, server=gdb_server)
+        self._told_endpoints = False
         self.start_engine = start_engine
         self.symbols = {g.name: Symbols.load(g.spec.kernel) for g in monitor.guests}
         self.show_screen = False
@@ -100,6 +101,9 @@ class TvmmApp(App):
     # -- views down ----------------------------------------------------------------------
     def refresh_views(self, force: bool = False) -> None:
         engine = self.engine
+        if engine.endpoints and not self._told_endpoints:
+            self._told_endpoints = True
+            self.notify("\n".join(f"gdb: guest {n} on {h}:{p}" for n, h, p in engine.endpoints), timeout=10)
         if engine.generation == self._generation and not force:
             return
         self._generation = engine.generation

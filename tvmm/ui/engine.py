@@ -11,6 +11,7 @@ Nothing here imports Textual: tests drive ``Engine.step()`` directly.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -24,8 +25,13 @@ VIEW_INTERVAL = 0.05          # seconds between published views while running
 
 
 class Engine:
-    def __init__(self, monitor, slice_insns: int = SLICE):
+    def __init__(self, monitor, slice_insns: int = SLICE, server=None):
+        """``server``: an optional GDB server (``start``/``poll``/``close``,
+        asyncio) served from this thread, so debuggers and the machine never
+        race for a guest."""
         self.monitor = monitor
+        self.server = server
+        self.endpoints: list = []
         self.slice = slice_insns
         self.commands: queue.Queue = queue.Queue()
         self.views: dict[str, GuestView] = {}
@@ -175,8 +181,22 @@ class Engine:
         self._last_publish = time.perf_counter()
 
     def run_forever(self) -> None:
+        if self.server is not None:
+            asyncio.run(self._run_with_server())
+            return
         while not self._stop.is_set():
             self.step_once(wait=0.1)
+
+    async def _run_with_server(self) -> None:
+        self.endpoints = await self.server.start()
+        try:
+            while not self._stop.is_set():
+                idle = not any(g.runnable for g in self.monitor.guests)
+                self.step_once()
+                self.server.poll()
+                await asyncio.sleep(0.01 if idle else 0)
+        finally:
+            await self.server.close()
 
 
 __all__ = ["Engine", "StopKind"]

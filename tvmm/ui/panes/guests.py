@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 
@@ -19,14 +20,15 @@ def _short(n: int) -> str:
 class GuestsPane(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_columns("guest", "state", "insns", "MIPS")
+        self.add_column("guest", width=10)
+        self.add_column("state", width=12)          # "paused [gdb]"
+        self.add_column("insns", width=5)
+        self.add_column("MIPS", width=4)
 
     def show(self, views: dict, speed: dict) -> None:
         rows = []
         for name, v in views.items():
-            state = v.state + (" [gdb]" if v.debugger_attached else "")
-            if v.state in ("crashed", "paused") and v.reason:
-                state += f": {v.reason}"
+            state = Text(v.state + (" [gdb]" if v.debugger_attached else ""))   # not markup
             rows.append((name, state, _short(v.icount), f"{speed.get(name, 0.0):.1f}"))
         if self.row_count != len(rows):
             keep = self.cursor_row

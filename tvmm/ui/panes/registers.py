@@ -1,4 +1,5 @@
-"""The registers pane: general registers, EIP, EFLAGS by flag, segments with
+"""The registers pane: the guest's state and why (crashed with the reason,
+paused by whom), general registers, EIP, EFLAGS by flag, segments with
 their cached bases and limits, CR0/CR2/CR3/CR4 as the guest sees them and
 the shadow CR3 the monitor really uses.  Values that changed since the
 previous stop are highlighted."""
@@ -38,6 +39,8 @@ class RegistersPane(Static):
                     t.append(part)
             lines.append(t)
 
+        status = f"{view.name}: {view.state}" + (f" — {view.reason}" if view.reason else "")
+        lines.append(Text(status, style="bold", no_wrap=True, overflow="ellipsis"))
         for a, b in (("eax", "ebx"), ("ecx", "edx"), ("esi", "edi"), ("ebp", "esp")):
             line(f"{a} ", (a, 8), f"  {b} ", (b, 8))
         line("eip ", ("eip", 8), f"  cpl {regs.cpl} {'prot' if regs.protected else 'real'}")
