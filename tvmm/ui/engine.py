@@ -163,11 +163,11 @@ class Engine:
             dt = max(time.perf_counter() - t0, 1e-9)
             for name, n in result.ran.items():
                 self.speed[name] = n / dt / 1e6
-            for g in self.monitor.guests:
-                if not g.runnable:
-                    self.speed[g.name] = 0.0
             self._drop_temp_breaks()
             changed = changed or bool(result.stopped)
+        for g in self.monitor.guests:
+            if not g.runnable:
+                self.speed[g.name] = 0.0
         if changed or time.perf_counter() - self._last_publish > VIEW_INTERVAL:
             self.publish()
 
