@@ -40,3 +40,21 @@ def test_sizes():
     assert parse_size("64M") == 64 << 20
     assert parse_size("1g") == 1 << 30
     assert parse_size("4096K") == 4 << 20
+
+
+def test_guests_from_a_toml_configuration(tmp_path):
+    from tvmm.guestspec import SpecError, load_config
+    cfg = tmp_path / "guests.toml"
+    cfg.write_text('[[guest]]\nname = "a"\nkernel = "k.elf"\ncmdline = "seed=5, fixed"\nmem = "32M"\n\n'
+                   '[[guest]]\nname = "b"\nboot = "disk"\ndisk0 = "/abs/d.img"\nmem = 67108864\n')
+    a, b = load_config(str(cfg))
+    assert (a.name, a.kernel, a.cmdline, a.mem) == ("a", str(tmp_path / "k.elf"), "seed=5, fixed", 32 << 20)
+    assert (b.boot, b.disk0, b.mem) == ("disk", "/abs/d.img", 64 << 20)
+    for text, words in [("[[guest]]\nname = 'x'\ncolour = 'red'\nkernel='k'\n", "unknown guest option"),
+                        ("guest = 3\n", "[[guest]] tables"), ("[[guest\n", "not a valid TOML"),
+                        ("[[guest]]\nname = 'x'\n", "needs disk0=PATH")]:
+        cfg.write_text(text)
+        with pytest.raises(SpecError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            load_config(str(cfg))
+    with pytest.raises(SpecError, match="no such configuration file"):
+        load_config(str(tmp_path / "none.toml"))

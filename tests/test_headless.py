@@ -140,3 +140,14 @@ def test_a_big_guest_costs_nothing_until_touched():
     assert r.returncode == 0 and "memory: 2048 MiB" in r.stdout
     peak_kib = int(r.stderr.split("peak")[1])
     assert peak_kib < 300 * 1024, peak_kib
+
+
+def test_guests_from_a_configuration_file(tmp_path):
+    cfg = tmp_path / "guests.toml"
+    cfg.write_text(f'[[guest]]\nname = "one"\nkernel = "{HELLO}"\nmem = "16M"\n\n'
+                   f'[[guest]]\nname = "two"\nkernel = "{HELLO}"\nmem = "24M"\n')
+    r = tvmm("run", "--headless", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "one| memory: 16 MiB" in r.stdout and "two| memory: 24 MiB" in r.stdout
+    bad = tvmm("run", "--headless", "--config", str(tmp_path / "missing.toml"))
+    assert bad.returncode == 2 and "no such configuration file" in bad.stderr and bad.stderr.count("\n") == 1

@@ -102,3 +102,47 @@ def parse_guest(text: str, default_name: str = "guest0") -> GuestSpec:
     if not spec.get(need):
         raise SpecError(f"guest {name!r}: boot={boot} needs {need}=PATH")
     return GuestSpec(**spec)
+
+
+def load_config(path: str) -> list[GuestSpec]:
+    """Guests from a TOML file, one ``[[guest]]`` table each, with the same
+    keys as ``--guest`` (``mem`` may be a size string or a number of bytes;
+    relative paths are relative to the file)::
+
+        [[guest]]
+        name = "flaky"
+        kernel = "samples/build/flaky.elf"
+        cmdline = "seed=5"
+        mem = "32M"
+    """
+    import tomllib
+    from pathlib import Path
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such configuration file") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SpecError(f"{path}: not a valid TOML configuration ({e})") from None
+    guests = doc.get("guest")
+    if not isinstance(guests, list) or not guests or not all(isinstance(g, dict) for g in guests):
+        raise SpecError(f"{path}: expected one or more [[guest]] tables")
+    unknown = set(doc) - {"guest"}
+    if unknown:
+        raise SpecError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
+    base = Path(path).resolve().parent
+    specs = []
+    for i, table in enumerate(guests):
+        parts = []
+        for key, value in table.items():
+            if key in ("kernel", "disk0", "disk1", "rom") and isinstance(value, str):
+                value = str(base / value)
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise SpecError(f"{path}: guest {i + 1}: {key} must be a string or a number")
+            text = str(value).replace("'", "")
+            parts.append(f"{key}='{text}'")
+        try:
+            specs.append(parse_guest(",".join(parts), f"guest{i}"))
+        except SpecError as e:
+            raise SpecError(f"{path}: guest {i + 1}: {e}") from None
+    return specs

@@ -27,7 +27,7 @@ import asyncio
 import sys
 import time
 
-from .guestspec import SpecError, parse_guest
+from .guestspec import SpecError, load_config, parse_guest
 from .machine.boot import BootError
 from .monitor.guest import CRASHED, EXITED, HALTED
 from .monitor.hostmem import OutOfMemory
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--headless", action="store_true", help="no UI: console on stdout")
     ap.add_argument("--guest", action="append", default=[], metavar="SPEC",
                     help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot|disk|rom,rom=ROM (repeatable: guests run side by side)")
+    ap.add_argument("--config", metavar="FILE", help="guests from a TOML file ([[guest]] tables)")
     ap.add_argument("--max-insns", type=int, metavar="N", help="stop after N instructions of virtual time")
     ap.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this much real time")
     ap.add_argument("--screen", action="store_true", help="print the final CGA screen at exit")
@@ -124,7 +125,8 @@ class _Console:
 def main(argv: list[str]) -> int:
     try:
         args = _parser().parse_args(argv)
-        specs = [parse_guest(g, f"guest{i}") for i, g in enumerate(args.guest)]
+        specs = load_config(args.config) if args.config else []
+        specs += [parse_guest(g, f"guest{len(specs) + i}") for i, g in enumerate(args.guest)]
         if args.kernel:
             specs.insert(0, parse_guest(f"kernel={args.kernel}", "guest0"))
         if not specs and args.headless:

@@ -184,3 +184,37 @@ async def test_every_action_is_in_the_command_palette(make_app):
         for needed in ("Run or pause the selected guest", "Toggle a breakpoint at the disassembly cursor",
                        "Show page tables: guest beside shadow", "Reset the selected guest"):
             assert needed in titles
+
+
+async def test_breakpoint_list_and_events_of_every_guest(make_app):
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("g", *"list_push", "enter")
+        await until(pilot, app, lambda: view(app).state == "paused")
+        await pilot.press("b", "l")                      # a breakpoint, then the list
+        await settle(pilot, app)
+        table = app.query_one("#breaks-pane", DataTable)
+        assert table.get_row_at(0) == [f"{sym(app, 'list_push'):08x}", "list_push"]
+        table.focus()
+        await pilot.press("delete")                      # removed from the list
+        await settle(pilot, app)
+        assert not view(app).breakpoints
+        await pilot.press("E")                           # events of every guest
+        await settle(pilot, app)
+        kinds = {str(table_row[2]).split(":")[0] for table_row in
+                 (app.query_one("#event-table", DataTable).get_row_at(i)
+                  for i in range(app.query_one("#event-table", DataTable).row_count))}
+        assert {"flaky", "multitask"} <= kinds
+
+
+async def test_guest_output_with_brackets_is_shown_verbatim(make_app, tmp_path):
+    from tests.monitor.kit import tiny_kernel
+    from tvmm.guestspec import GuestSpec
+    text = b"[bold]not markup[/bold] [x]\n"
+    code = b"\xba\xf8\x03\x00\x00" + b"".join(b"\xb0" + bytes([c]) + b"\xee" for c in text) + b"\xfa\xf4"
+    path = tmp_path / "k.bin"
+    path.write_bytes(tiny_kernel(code))
+    app = make_app([GuestSpec(name="k", kernel=str(path), mem=4 << 20)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, app, lambda: view(app).state == "halted")
+        assert "[bold]not markup[/bold] [x]" in str(app.query_one("#serial").render())

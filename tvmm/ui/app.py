@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from .engine import Engine
+from .panes.breaks import BreaksPane
 from .panes.console import ConsolePane
 from .panes.disasm import DisasmPane
 from .panes.events import EventsPane
@@ -41,16 +42,18 @@ class TvmmApp(App):
         Binding("g", "prompt('run-to')", "Run to"),
         Binding("r", "reset", "Reset"),
         Binding("right_square_bracket", "next_guest", "Next guest", key_display="]"),
-        Binding("left_square_bracket", "next_guest(-1)", "Prev guest", show=False, key_display="["),
+        Binding("left_square_bracket", "next_guest(-1)", "Prev guest", key_display="["),
+        Binding("c", "tab('console')", "Console"),
+        Binding("e", "tab('events')", "Events"),
+        Binding("E", "all_events", "All events"),
+        Binding("f", "filter_events", "Filter"),
         Binding("p", "tab('pages')", "Pages"),
-        Binding("e", "tab('events')", "Events", show=False),
-        Binding("c", "tab('console')", "Console", show=False),
-        Binding("m", "tab('memory')", "Memory", show=False),
-        Binding("j", "prompt('pages')", "Jump", show=False),
-        Binding("x", "prompt('memory')", "Address", show=False),
-        Binding("v", "toggle_screen", "Screen", show=False),
-        Binding("f", "filter_events", "Filter", show=False),
-        Binding("i", "focus_input", "Type", show=False),
+        Binding("j", "prompt('pages')", "Jump"),
+        Binding("m", "tab('memory')", "Memory"),
+        Binding("x", "prompt('memory')", "Address"),
+        Binding("l", "tab('breaks')", "Breaks"),
+        Binding("v", "toggle_screen", "Screen"),
+        Binding("i", "focus_input", "Type"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "cancel_prompt", "Cancel", show=False),
     ]
@@ -84,6 +87,8 @@ class TvmmApp(App):
                     yield PagesPane(id="pages-pane")
                 with TabPane("Memory", id="memory"):
                     yield MemoryPane(id="memory-pane")
+                with TabPane("Breaks", id="breaks"):
+                    yield BreaksPane(id="breaks-pane")
         yield Input(id="prompt", disabled=True)
         yield Footer()
 
@@ -121,11 +126,13 @@ class TvmmApp(App):
         if tab == "console":
             self.query_one(ConsolePane).show(view, self.show_screen)
         elif tab == "events":
-            self.query_one(EventsPane).show(view)
+            self.query_one(EventsPane).show(view, engine.all_events)
         elif tab == "pages":
             self.query_one(PagesPane).show(view)
         elif tab == "memory":
             self.query_one(MemoryPane).show(view)
+        elif tab == "breaks":
+            self.query_one(BreaksPane).show(view, self.symbols.get(view.name))
 
     def watch_selected(self, _old: str, _new: str) -> None:
         if self.is_mounted:
@@ -181,6 +188,13 @@ class TvmmApp(App):
 
     def action_toggle_screen(self) -> None:
         self.show_screen = not self.show_screen
+        self.refresh_views(force=True)
+
+    def action_all_events(self) -> None:
+        pane = self.query_one(EventsPane)
+        pane.all_guests = not pane.all_guests
+        pane._events = ()
+        self.action_tab("events")
         self.refresh_views(force=True)
 
     def action_filter_events(self) -> None:
@@ -254,6 +268,8 @@ class TvmmApp(App):
             "jump": ("Page tables at an address", "j", lambda: self.action_prompt("pages")),
             "events": ("Show the monitor's events", "e", lambda: self.action_tab("events")),
             "filter": ("Filter events by kind", "f", self.action_filter_events),
+            "allevents": ("Events of every guest, or the selected one", "E", self.action_all_events),
+            "breaks": ("List the breakpoints", "l", lambda: self.action_tab("breaks")),
             "console": ("Show the console", "c", lambda: self.action_tab("console")),
             "screen": ("Console: serial output or CGA screen", "v", self.action_toggle_screen),
             "memory": ("Show memory at an address", "x", lambda: self.action_prompt("memory")),

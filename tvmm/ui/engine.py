@@ -40,6 +40,7 @@ class Engine:
         self.mem: dict[str, tuple[int, bool]] = {}
         self.temp_breaks: dict[str, set[int]] = {}
         self.generation = 0
+        self.all_events: tuple = ()
         self._stop = threading.Event()
         self._last_publish = 0.0
         self.publish()
@@ -176,6 +177,7 @@ class Engine:
         for g in self.monitor.guests:
             addr, phys = self.mem.get(g.name, (0x100000, False))
             views[g.name] = guest_view(g, page_va=self.page_va.get(g.name), mem_addr=addr, mem_physical=phys)
+        self.all_events = tuple(self.monitor.log.recent(limit=200))
         self.views = views                      # one assignment: readers see old or new, never half
         self.generation += 1
         self._last_publish = time.perf_counter()

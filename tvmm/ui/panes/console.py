@@ -3,6 +3,7 @@ types into the input line is sent to the guest's COM1."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Input, Static
 
@@ -18,4 +19,4 @@ class ConsolePane(Vertical):
         else:
             lines = view.console.decode("latin-1").replace("\r", "").split("\n")
             text = "\n".join(lines[-max(3, (self.size.height or 12) - 1):])
-        self.query_one("#serial", Static).update(text)
+        self.query_one("#serial", Static).update(Text(text))      # guest output is never markup

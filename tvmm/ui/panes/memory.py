@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import Static
 
 
@@ -16,4 +17,4 @@ class MemoryPane(Static):
             hexes = " ".join(f"{b:02x}" for b in chunk)
             text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
             rows.append(f"{view.mem_addr + off:08x}  {hexes:<47}  {text}")
-        self.update("\n".join(rows))
+        self.update(Text("\n".join(rows)))                          # "[" in the ASCII column is not markup
