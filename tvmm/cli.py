@@ -15,6 +15,7 @@ USAGE = """usage: tvmm [<command> [options]]
 commands:
   ui         the terminal UI: tvmm ui [--guest SPEC ...] [KERNEL.elf]
   run        boot guests: tvmm run --headless KERNEL.elf (without --headless: the UI)
+  replay     re-run a recorded session and check it: tvmm replay FILE
   bench      guest instructions per second on fixed workloads (--json)
 """
 
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "run":
         from .headless import main as run_main
         return run_main(rest)
+    if cmd == "replay":
+        from .replay import main as replay_main
+        return replay_main(rest)
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest)

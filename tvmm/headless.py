@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--guest", action="append", default=[], metavar="SPEC",
                     help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot|disk|rom,rom=ROM (repeatable: guests run side by side)")
     ap.add_argument("--config", metavar="FILE", help="guests from a TOML file ([[guest]] tables)")
+    ap.add_argument("--record", metavar="FILE", help="record the session (replay it with tvmm replay FILE)")
+    ap.add_argument("--record-every", type=int, default=2_000_000, metavar="N",
+                    help="guest instructions between state digests in the recording (default 2000000)")
     ap.add_argument("--max-insns", type=int, metavar="N", help="stop after N instructions of virtual time")
     ap.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this much real time")
     ap.add_argument("--screen", action="store_true", help="print the final CGA screen at exit")
@@ -156,23 +159,38 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as e:          # e.g. a missing or malformed disk image
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2
-    if not args.headless:
-        from .ui.main import run_ui
-        server = None
-        if gdb is not None:
-            from .gdbstub.server import GdbServer, check_ports
-            problem = check_ports(gdb[0], gdb[1], len(monitor.guests))
-            if problem:
-                print(f"tvmm run: {problem}", file=sys.stderr)
-                return 2
-            server = GdbServer(monitor, *gdb)
-        return run_ui(monitor, server, args.wait_gdb)
+    if args.record:
+        from .monitor.record import Recorder
+        try:
+            if args.record_every <= 0:
+                raise UsageError("--record-every must be positive")
+            monitor.recorder = Recorder(args.record, monitor, args.record_every)
+        except OSError as e:
+            print(f"tvmm run: cannot write {args.record}: {e.strerror}", file=sys.stderr)
+            return 2
+        except UsageError as e:
+            print(f"tvmm run: {e}", file=sys.stderr)
+            return 2
     try:
+        if not args.headless:
+            from .ui.main import run_ui
+            server = None
+            if gdb is not None:
+                from .gdbstub.server import GdbServer, check_ports
+                problem = check_ports(gdb[0], gdb[1], len(monitor.guests))
+                if problem:
+                    print(f"tvmm run: {problem}", file=sys.stderr)
+                    return 2
+                server = GdbServer(monitor, *gdb)
+            return run_ui(monitor, server, args.wait_gdb)
         if gdb is not None:
             return asyncio.run(_run_with_gdb(monitor, args, script, *gdb))
         return _run(monitor, args, script)
     finally:
         console.close()
+        if getattr(monitor, "recorder", None) is not None:
+            monitor.recorder.checkpoint()
+            monitor.recorder.close()
 
 
 def _gdb_address(text: str) -> tuple[str, int]:
@@ -222,6 +240,7 @@ def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
         kind, name, text = script[0]
         guest = monitor.guest(name)
         if kind == "send":
+            guest.record_input("serial", text.decode("latin-1"))
             guest.pc.com1.feed(text)
         else:
             at = guest.console.find(text, cursors.get(name, 0))
@@ -245,6 +264,7 @@ class _Runner:
         self.cursors: dict = {}
         self.elapsed = 0
         self.reported: set = set()
+        self.recorder = getattr(monitor, "recorder", None)
 
     def step(self) -> int | None:
         monitor, args, script = self.monitor, self.args, self.script
@@ -258,12 +278,16 @@ class _Runner:
             # nothing runnable: finished, or every live guest is held by a debugger
             return _finish(monitor, args, None, self.reported) if monitor.all_finished else None
         n = self.slice
+        if self.recorder is not None:
+            n = min(n, self.recorder.every)           # a digest every `every` of guest time
         if self.budget is not None:
             n = min(n, self.budget - self.elapsed)
         if n <= 0:
             return _fail(monitor, args, f"instruction budget of {self.budget} used up" + _waiting(script))
         result = monitor.run(n)
         self.elapsed += n
+        if self.recorder is not None:
+            self.recorder.checkpoint()
         sys.stdout.buffer.flush()
         for guest, _stop in result.stopped:
             if guest.state == CRASHED and len(monitor.guests) > 1 and not monitor.all_finished:

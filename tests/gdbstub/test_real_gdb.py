@@ -61,7 +61,8 @@ def gdb(script: str, tmp_path: Path, elf: Path | None = None) -> subprocess.Comp
 
 
 def test_a_debugging_session_on_the_flaky_kernel(tmp_path):
-    tv = Tvmm("--wait-gdb", "--guest", f"name=flaky,kernel={FLAKY},cmdline=seed=5")
+    session = tmp_path / "debugged.jsonl"
+    tv = Tvmm("--wait-gdb", "--record", str(session), "--guest", f"name=flaky,kernel={FLAKY},cmdline=seed=5")
     port = tv.ports["flaky"]
     r = gdb(f"""
 run("target remote 127.0.0.1:{port}")
@@ -109,6 +110,12 @@ run("detach")
     # detached: the guest ran on to its crash — 104 requests as without a
     # debugger, plus the 100 the debugger wrote into `submitted`
     assert status == 3 and "BUG: unable to handle page fault" in text and "after 204 requests" in text
+    # the session recorded the debugger's write; replaying it reproduces the run without gdb
+    assert '"kind":"mem"' in session.read_text()
+    r = subprocess.run([sys.executable, "-m", "tvmm", "replay", "--console", str(session)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "after 204 requests" in r.stdout
 
 
 def ticker(tmp_path: Path, name: str) -> Path:

@@ -76,6 +76,8 @@ class GuestTarget:
                 raise TargetError("no FPU")
             return
         v = struct.unpack("<I", data)[0]
+        if n < 10:                                  # general registers, EIP, EFLAGS: replayable inputs
+            self.guest.record_input("reg", {"name": name, "value": v})
         if n < 8:
             cpu.regs[n] = v
         elif name == "eip":
@@ -134,9 +136,13 @@ class GuestTarget:
 
     def write_memory(self, addr: int, data: bytes) -> None:
         try:
+            if not self.physical:
+                inspect.translate(self.guest, addr)     # (fails below before anything is recorded)
             inspect.write(self.guest, addr, data, self.physical)
         except inspect.AccessError as e:
             raise TargetError(str(e)) from None
+        if not self.physical:
+            self.guest.record_input("mem", {"addr": addr, "bytes": data.hex()})
         self.guest.note_debugger_write()
 
     # -- breakpoints and watchpoints -----------------------------------------------------------

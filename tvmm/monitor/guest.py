@@ -50,6 +50,7 @@ class Guest:
         self.exit_status: int | None = None
         self.last_stop: Stop | None = None       # why the guest last left RUNNING
         self.debugger_attached = False
+        self.recorder = None                     # a record.Recorder while a session is recorded
         self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents
@@ -193,6 +194,11 @@ class Guest:
             stop = Stop(StopKind.STEP, "single step")
         self.last_stop = stop
         return stop
+
+    def record_input(self, kind: str, data=None) -> None:
+        """An outside input is being applied now (see record.py)."""
+        if self.recorder is not None:
+            self.recorder.input(self, kind, data)
 
     def note_debugger_write(self) -> None:
         """A debugger changed the guest's registers or memory (an outside input)."""

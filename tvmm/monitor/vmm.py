@@ -62,6 +62,7 @@ class Monitor:
         self.guests: list[Guest] = []
         self.current: Guest | None = None
         self.slice_insns = slice_insns
+        self.recorder = None                     # record.Recorder while a session is recorded
 
     @staticmethod
     def host_size_for(specs, pool_frames: int = DEFAULT_POOL_FRAMES) -> int:

@@ -83,10 +83,18 @@ class Engine:
         self.submit(toggle)
 
     def reset(self, name: str) -> None:
-        self.submit(lambda e: e._guest(name).reset())
+        def reset(e):
+            g = e._guest(name)
+            g.record_input("reset")
+            g.reset()
+        self.submit(reset)
 
     def send(self, name: str, data: bytes) -> None:
-        self.submit(lambda e: e._guest(name).pc.com1.feed(data))
+        def send(e):
+            g = e._guest(name)
+            g.record_input("serial", data.decode("latin-1"))
+            g.pc.com1.feed(data)
+        self.submit(send)
 
     def key(self, name: str, scancodes: bytes) -> None:
         self.submit(lambda e: e._guest(name).pc.kbc.press(scancodes))
@@ -164,6 +172,8 @@ class Engine:
             dt = max(time.perf_counter() - t0, 1e-9)
             for name, n in result.ran.items():
                 self.speed[name] = n / dt / 1e6
+            if self.monitor.recorder is not None:
+                self.monitor.recorder.checkpoint()
             self._drop_temp_breaks()
             changed = changed or bool(result.stopped)
         for g in self.monitor.guests:
