@@ -174,3 +174,37 @@ def test_a_port_in_use_is_one_clear_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tvmm", "run", "--headless", "--gdb", "x:y", str(FLAKY)],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "bad --gdb value" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_reverse_stepping_and_reverse_continue_in_gdb(tmp_path):
+    tv = Tvmm("--wait-gdb", "--guest", f"name=flaky,kernel={FLAKY},cmdline=seed=5")
+    port = tv.ports["flaky"]
+    r = gdb(f"""
+run("target remote 127.0.0.1:{port}")
+def state():
+    regs = tuple(int(gdb.parse_and_eval(f"${{r}}")) for r in ("pc", "sp", "eax", "ecx", "edx", "ebx", "esi", "edi", "ebp", "eflags"))
+    stack = run("x/8xw $sp")
+    return regs, stack, int(gdb.parse_and_eval("ticks")), int(gdb.parse_and_eval("submitted"))
+def icount():
+    return int(run("monitor info").split("instructions ")[1].split()[0])
+run("break list_push")
+run("continue")
+first_hit = icount()
+before = state()
+for _ in range(5):
+    run("stepi")
+check(state() != before, "stepping changed something")
+for _ in range(5):
+    run("reverse-stepi")
+check(state() == before, "back to the same registers and memory: " + repr(state()) + " vs " + repr(before))
+check(icount() == first_hit, "back to the same instruction count")
+run("continue")
+second_hit = icount()
+check(second_hit > first_hit, "a later hit")
+run("reverse-continue")
+check(gdb.selected_frame().name() == "list_push", "reverse-continue stops at the breakpoint")
+check(icount() == first_hit, f"at the previous hit: {{icount()}} vs {{first_hit}}")
+run("detach")
+""", tmp_path, FLAKY)
+    assert "FAILURES []" in r.stdout, r.stdout + r.stderr
+    tv.finish()

@@ -15,6 +15,7 @@ import asyncio
 import socket
 
 from .session import Session
+from ..monitor.timeline import Timeline
 from .target import GuestTarget
 
 
@@ -53,10 +54,11 @@ class GdbServer:
         if guest.name in self.conns:
             writer.close()                      # one debugger per guest
             return
-        conn = _Conn(Session(GuestTarget(guest)), writer)
+        guest.pause("stopped by gdb")             # gdb takes a target as stopped once attached
+        guest.timeline = Timeline(guest)          # history from here on: reverse execution
+        conn = _Conn(Session(GuestTarget(guest, guest.timeline)), writer)
         self.conns[guest.name] = conn
         guest.debugger_attached = True
-        guest.pause("stopped by gdb")             # gdb takes a target as stopped once attached
         try:
             while not conn.session.detached:
                 data = await reader.read(4096)
@@ -73,11 +75,15 @@ class GdbServer:
                 conn.session.detach()
             self.conns.pop(guest.name, None)
             guest.debugger_attached = False
+            guest.timeline = None
             writer.close()
 
     def poll(self) -> None:
         """Send the stop replies owed to debuggers whose guest stopped."""
         for conn in list(self.conns.values()):
+            timeline = conn.session.target.guest.timeline
+            if timeline is not None and conn.session.target.guest.alive:
+                timeline.note()
             out = conn.session.poll()
             if out:
                 conn.writer.write(out)

@@ -82,6 +82,9 @@ class Session:
             return f"X{stop_signal(stop):02x}"
         sig = stop_signal(stop)
         extra = ""
+        timeline = getattr(self.target, "timeline", None)
+        if timeline is not None and timeline.at_beginning:
+            return f"T{sig:02x}thread:{THREAD:02x};replaylog:begin;"
         if stop is not None and stop.kind == StopKind.BREAKPOINT:
             kind = self.target.bp_kinds.get(stop.data.get("lin"), "sw")
             extra = "swbreak:;" if kind == "sw" else "hwbreak:;"

@@ -35,10 +35,14 @@ class TargetError(Exception):
 
 
 class GuestTarget:
-    def __init__(self, guest):
+    def __init__(self, guest, timeline=None):
         self.guest = guest
         self.physical = False                   # memory access mode (monitor command)
         self.bp_kinds: dict[int, str] = {}      # address -> "sw" | "hw"
+        self.timeline = timeline
+        if timeline is not None:                # only then can the session offer bs/bc
+            self.reverse_step = timeline.reverse_step
+            self.reverse_continue = timeline.reverse_continue
 
     @property
     def cpu(self):
@@ -181,11 +185,15 @@ class GuestTarget:
         g = self.guest
         if not g.alive:
             return g.last_stop
+        if self.timeline is not None:
+            self.timeline.at_beginning = False
         self.cpu.skip_bp_once = True
         stop = g.step()
         return stop
 
     def resume(self) -> None:
+        if self.timeline is not None:
+            self.timeline.at_beginning = False
         self.cpu.skip_bp_once = True            # a breakpoint at EIP: run off it first
         self.guest.resume(debugger=True)
 

@@ -51,6 +51,7 @@ class Guest:
         self.last_stop: Stop | None = None       # why the guest last left RUNNING
         self.debugger_attached = False
         self.recorder = None                     # a record.Recorder while a session is recorded
+        self.timeline = None                     # a timeline.Timeline while a debugger may go back
         self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents
@@ -199,6 +200,8 @@ class Guest:
         """An outside input is being applied now (see record.py)."""
         if self.recorder is not None:
             self.recorder.input(self, kind, data)
+        if self.timeline is not None:
+            self.timeline.record(kind, data)
 
     def note_debugger_write(self) -> None:
         """A debugger changed the guest's registers or memory (an outside input)."""
