@@ -46,3 +46,13 @@ def test_bench_workloads_compute_what_they_should():
 def test_bench_usage_error_is_one_line():
     r = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--workload", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "invalid choice" in r.stderr
+
+
+def test_bench_reports_record_replay_costs():
+    out = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--json", "--no-unicorn", "--no-guest"],
+                         capture_output=True, text=True, check=True)
+    s = json.loads(out.stdout)["sessions"]
+    assert s["instructions"] > 1_000_000 and s["session_bytes"] > 0
+    assert 0 < s["snapshot_bytes"] < 4 << 20
+    assert s["snapshot_take_ms"] > 0 and s["snapshot_restore_ms"] > 0 and s["seek_back_150k_ms"] > 0
+    assert "record_overhead_pct" in s

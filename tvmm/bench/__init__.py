@@ -104,6 +104,7 @@ def main(argv: list[str]) -> int:
                     help="run only this workload (repeatable)")
     ap.add_argument("--no-unicorn", action="store_true", help="skip unicorn's reference figures")
     ap.add_argument("--no-guest", action="store_true", help="skip the runs as a guest under the monitor")
+    ap.add_argument("--no-sessions", action="store_true", help="skip the record/replay figures")
     args = ap.parse_args(argv)
     chosen = [w for w in W.ALL if not args.workload or w.name in args.workload]
     out = {}
@@ -124,6 +125,16 @@ def main(argv: list[str]) -> int:
                 ex = ", ".join(f"{k} {v:g}" for k, v in guest["exits_per_minsn"].items()) or "none"
                 line += f"\n{'':18} as a guest: {guest['mips']:7.2f} MIPS, exits per M insns: {ex}"
             print(line, flush=True)
+    sessions = None
+    if not args.no_sessions and not args.workload:
+        from .sessions import run as run_sessions
+        sessions = run_sessions()
+        if sessions is not None and not args.json:
+            s = sessions
+            print(f"{'record/replay':18} recording costs {s['record_overhead_pct']:+.1f}% "
+                  f"({s['session_bytes']:,} bytes of session for {s['instructions']:,} insns); snapshot "
+                  f"{s['snapshot_bytes']:,} bytes, taken in {s['snapshot_take_ms']} ms, restored in "
+                  f"{s['snapshot_restore_ms']} ms; seeking back 150k insns: {s['seek_back_150k_ms']} ms")
     if args.json:
-        print(json.dumps({"workloads": out}, indent=2))
+        print(json.dumps({"workloads": out, "sessions": sessions}, indent=2))
     return 0
