@@ -27,6 +27,7 @@ def main(argv: list[str]) -> int:
     ap = _Parser(prog="tvmm replay", description="Replay a recorded session and check it.")
     ap.add_argument("session", help="a file written by tvmm run --record")
     ap.add_argument("--console", action="store_true", help="print the guests' console output")
+    ap.add_argument("--ui", action="store_true", help="replay in the terminal UI (pause, step, step back, inspect)")
     args = ap.parse_args(argv)
     try:
         head, records = load(args.session)
@@ -37,6 +38,9 @@ def main(argv: list[str]) -> int:
     except (SessionError, SpecError, BootError, OSError, ValueError) as e:
         print(f"tvmm replay: {e}", file=sys.stderr)
         return 2
+    if args.ui:
+        from .ui.main import run_ui
+        return run_ui(monitor, replay=records)
     try:
         checked = replay(monitor, records)
     except Divergence as e:

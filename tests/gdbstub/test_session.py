@@ -190,3 +190,24 @@ def test_kill_resets_this_guest_only_and_detach_resumes():
     g2.session.receive(encode("k"))
     assert g2.guest.icount == 0 and g2.guest.runnable                        # rebooted
     assert other.icount == 1000 and other.alive                             # its sibling untouched
+
+
+def test_reverse_continue_stops_at_the_previous_watchpoint_hit():
+    from tvmm.monitor.timeline import Timeline
+    g = Gdb()
+    g.guest.timeline = Timeline(g.guest, every=20_000)
+    g.session = Session(GuestTarget(g.guest, g.guest.timeline))
+    assert "ReverseContinue+" in g.ask("qSupported").decode()
+    ticks = symbol("ticks")
+    g.ask(f"Z2,{ticks:x},4")
+    hits = []
+    for _ in range(3):                                   # three timer ticks forward
+        g.ask("c")
+        g.run_until_stop()
+        g.guest.timeline.note()
+        hits.append((g.guest.icount, g.guest.gmem.read(ticks, 4)))
+    assert [v for _, v in hits] == [1, 2, 3]
+    assert g.ask("bc") == f"T05thread:01;watch:{ticks:x};".encode()  # back to the second write
+    assert (g.guest.icount, g.guest.gmem.read(ticks, 4)) == hits[1]
+    assert g.ask("bc").startswith(b"T05") and g.guest.icount == hits[0][0]
+    assert g.ask("bc") == b"T05thread:01;replaylog:begin;"      # nothing earlier: the beginning

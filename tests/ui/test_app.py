@@ -218,3 +218,45 @@ async def test_guest_output_with_brackets_is_shown_verbatim(make_app, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, app, lambda: view(app).state == "halted")
         assert "[bold]not markup[/bold] [x]" in str(app.query_one("#serial").render())
+
+
+async def test_step_back_returns_to_the_earlier_state(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app, 3)
+        await pilot.press("space")
+        await settle(pilot, app)
+        before = view(app)
+        for _ in range(4):
+            await pilot.press("s")
+            await settle(pilot, app)
+        assert view(app).icount == before.icount + 4
+        for _ in range(4):
+            await pilot.press("S")                       # step back
+            await settle(pilot, app)
+        after = view(app)
+        assert (after.icount, after.regs, after.console) == (before.icount, before.regs, before.console)
+
+
+async def test_a_recorded_session_replays_in_the_ui_with_its_inputs():
+    import os
+    from tvmm.monitor.record import load, specs_of
+    from tvmm.monitor.vmm import Monitor
+    from tvmm.ui.app import TvmmApp
+    from .conftest import ROOT
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        head, recs = load("tests/sessions/console.jsonl")
+        specs = specs_of(head)
+        monitor = Monitor(Monitor.host_size_for(specs))
+        for s in specs:
+            monitor.add_guest(s)
+    finally:
+        os.chdir(cwd)
+    app = TvmmApp(monitor, start_engine=False, replay=recs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, app, lambda: view(app).state == "halted")
+        assert "you typed: HELLO TVMM" in str(app.query_one("#serial").render())
+        end = next(r for r in recs if r["t"] == "end")
+        assert view(app).now == end["time"]              # the same instruction count as recorded

@@ -55,7 +55,9 @@ class GdbServer:
             writer.close()                      # one debugger per guest
             return
         guest.pause("stopped by gdb")             # gdb takes a target as stopped once attached
-        guest.timeline = Timeline(guest)          # history from here on: reverse execution
+        own_timeline = guest.timeline is None     # (the UI may keep one already)
+        if own_timeline:
+            guest.timeline = Timeline(guest)      # history from here on: reverse execution
         conn = _Conn(Session(GuestTarget(guest, guest.timeline)), writer)
         self.conns[guest.name] = conn
         guest.debugger_attached = True
@@ -75,7 +77,8 @@ class GdbServer:
                 conn.session.detach()
             self.conns.pop(guest.name, None)
             guest.debugger_attached = False
-            guest.timeline = None
+            if own_timeline:
+                guest.timeline = None
             writer.close()
 
     def poll(self) -> None:

@@ -177,6 +177,7 @@ class Session:
 
     def _k(self, _):
         self.target.clear_debug_state()
+        self.target.guest.record_input("reset")
         self.target.guest.reset()              # this guest only; never the process
         self.detached = True
         return None

@@ -96,10 +96,11 @@ class Timeline:
     def reverse_continue(self) -> Stop:
         """Back to the latest earlier breakpoint or watchpoint stop."""
         g = self.guest
-        now = g.icount
+        now = current = g.icount
         hits: list[tuple[int, Stop]] = []
         for snap in reversed([s for s in self.snaps if s.icount < now]):
-            hits = self._stops_between(snap.icount, now)
+            # a stop exactly at a window's end counts, except where we are now
+            hits = self._stops_between(snap.icount, now, include_end=now != current)
             if hits:
                 break
             now = snap.icount
@@ -113,18 +114,19 @@ class Timeline:
         self.at_beginning = False
         return stop
 
-    def _stops_between(self, start: int, end: int) -> list[tuple[int, Stop]]:
-        """Where breakpoints and watchpoints stop the guest in [start, end)."""
+    def _stops_between(self, start: int, end: int, include_end: bool = False) -> list[tuple[int, Stop]]:
+        """Where breakpoints and watchpoints stop the guest after ``start``
+        and before ``end`` (or at it, with ``include_end``)."""
         g = self.guest
         self.seek(start)
         hits = []
         cpu = g.vcpu
-        while g.icount < end and g.alive:
+        limit = end + 1 if include_end else end
+        while g.icount < limit and g.alive:
             cpu.skip_bp_once = bool(hits) and hits[-1][0] == g.icount
             g.state = "running"
-            stop = g.run(end - g.icount)
-            if stop.kind in (StopKind.BREAKPOINT, StopKind.WATCHPOINT) and g.icount < end:
+            stop = g.run(limit - g.icount)
+            if stop.kind in (StopKind.BREAKPOINT, StopKind.WATCHPOINT) and g.icount < limit:
                 hits.append((g.icount, stop))
-                cpu.skip_bp_once = True
             g.state = "paused" if g.alive else g.state
         return hits

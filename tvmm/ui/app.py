@@ -38,6 +38,7 @@ class TvmmApp(App):
         Binding("a", "toggle_all", "All"),
         Binding("s", "step", "Step"),
         Binding("n", "step_over", "Over"),
+        Binding("S", "step_back", "Back"),
         Binding("b", "toggle_breakpoint", "Break"),
         Binding("g", "prompt('run-to')", "Run to"),
         Binding("r", "reset", "Reset"),
@@ -60,10 +61,10 @@ class TvmmApp(App):
 
     selected: reactive[str] = reactive("")
 
-    def __init__(self, monitor, start_engine: bool = True, gdb_server=None):
+    def __init__(self, monitor, start_engine: bool = True, gdb_server=None, replay=None):
         super().__init__()
         self.monitor = monitor
-        self.engine = Engine(monitor, server=gdb_server)
+        self.engine = Engine(monitor, server=gdb_server, replay=replay)
         self._told_endpoints = False
         self.start_engine = start_engine
         self.symbols = {g.name: Symbols.load(g.spec.kernel) for g in monitor.guests}
@@ -164,6 +165,9 @@ class TvmmApp(App):
     def action_step(self) -> None:
         self.engine.step(self.selected)
 
+    def action_step_back(self) -> None:
+        self.engine.step_back(self.selected)
+
     def action_step_over(self) -> None:
         self.engine.step_over(self.selected)
 
@@ -260,6 +264,7 @@ class TvmmApp(App):
             "all": ("Run or pause every guest", "a", self.action_toggle_all),
             "step": ("Step one instruction", "s", self.action_step),
             "over": ("Step over a call", "n", self.action_step_over),
+            "back": ("Step back one instruction", "S", self.action_step_back),
             "break": ("Toggle a breakpoint at the disassembly cursor", "b", self.action_toggle_breakpoint),
             "runto": ("Run to an address or symbol", "g", lambda: self.action_prompt("run-to")),
             "reset": ("Reset the selected guest", "r", self.action_reset),

@@ -25,7 +25,7 @@ VIEW_INTERVAL = 0.05          # seconds between published views while running
 
 
 class Engine:
-    def __init__(self, monitor, slice_insns: int = SLICE, server=None):
+    def __init__(self, monitor, slice_insns: int = SLICE, server=None, history: bool = True, replay=None):
         """``server``: an optional GDB server (``start``/``poll``/``close``,
         asyncio) served from this thread, so debuggers and the machine never
         race for a guest."""
@@ -43,6 +43,15 @@ class Engine:
         self.all_events: tuple = ()
         self._stop = threading.Event()
         self._last_publish = 0.0
+        if history:                              # snapshots as guests run: stepping back
+            from ..monitor.timeline import Timeline
+            for g in monitor.guests:
+                g.timeline = Timeline(g)
+        # a session being replayed: guest -> [(time, kind, data)] still to apply
+        self.replay_inputs: dict[str, list] = {}
+        for rec in replay or ():
+            if rec.get("t") == "input":
+                self.replay_inputs.setdefault(rec["guest"], []).append((rec["time"], rec["kind"], rec["data"]))
         self.publish()
 
     # -- commands (any thread) ----------------------------------------------------------
@@ -75,6 +84,13 @@ class Engine:
             e._resume(g)
         self.submit(go)
 
+    def step_back(self, name: str) -> None:
+        def back(e):
+            g = e._guest(name)
+            if g.timeline is not None and g.state == "paused":
+                g.timeline.reverse_step()
+        self.submit(back)
+
     def toggle_breakpoint(self, name: str, addr: int) -> None:
         def toggle(e):
             bps = e._guest(name).vcpu.breakpoints
@@ -97,7 +113,11 @@ class Engine:
         self.submit(send)
 
     def key(self, name: str, scancodes: bytes) -> None:
-        self.submit(lambda e: e._guest(name).pc.kbc.press(scancodes))
+        def press(e):
+            g = e._guest(name)
+            g.record_input("key", scancodes.hex())
+            g.pc.kbc.press(scancodes)
+        self.submit(press)
 
     def show_pages(self, name: str, va: int | None) -> None:
         self.submit(lambda e: e.page_va.__setitem__(name, va))
@@ -167,13 +187,17 @@ class Engine:
             fn(self)
             changed = True
         if any(g.runnable for g in self.monitor.guests):
+            n = self._apply_replay_inputs(self.slice)
             t0 = time.perf_counter()
-            result = self.monitor.run(self.slice)
+            result = self.monitor.run(n)
             dt = max(time.perf_counter() - t0, 1e-9)
             for name, n in result.ran.items():
                 self.speed[name] = n / dt / 1e6
             if self.monitor.recorder is not None:
                 self.monitor.recorder.checkpoint()
+            for g in self.monitor.guests:
+                if g.timeline is not None and g.alive:
+                    g.timeline.note()
             self._drop_temp_breaks()
             changed = changed or bool(result.stopped)
         for g in self.monitor.guests:
@@ -181,6 +205,20 @@ class Engine:
                 self.speed[g.name] = 0.0
         if changed or time.perf_counter() - self._last_publish > VIEW_INTERVAL:
             self.publish()
+
+    def _apply_replay_inputs(self, n: int) -> int:
+        """Apply recorded inputs that are due and shorten the slice so no
+        guest runs past its next one (a replay in the UI is exact too)."""
+        for g in self.monitor.guests:
+            pending = self.replay_inputs.get(g.name)
+            while pending and pending[0][0] <= g.now():
+                _t, kind, data = pending.pop(0)
+                from ..monitor.record import apply_input
+                g.record_input(kind, data)
+                apply_input(g, kind, data)
+            if pending and g.runnable:
+                n = min(n, pending[0][0] - g.now())
+        return max(1, n)
 
     def publish(self) -> None:
         views = {}
