@@ -150,9 +150,7 @@ def main(argv: list[str]) -> int:
         if args.wait_gdb and gdb is None:
             raise UsageError("--wait-gdb needs --gdb PORT")
         console = _Console(len(specs) > 1)
-        monitor = Monitor(Monitor.host_size_for(specs))
-        for spec in specs:
-            monitor.add_guest(spec, on_console=console.byte if args.headless else None)
+        monitor = Monitor.with_guests(specs, on_console=console.byte if args.headless else None)
     except (UsageError, SpecError, BootError, OutOfMemory) as e:
         print(f"tvmm run: {e}", file=sys.stderr)
         return 2

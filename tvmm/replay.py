@@ -32,9 +32,7 @@ def main(argv: list[str]) -> int:
     try:
         head, records = load(args.session)
         specs = specs_of(head)
-        monitor = Monitor(Monitor.host_size_for(specs))
-        for spec in specs:
-            monitor.add_guest(spec, on_console=_echo(len(specs) > 1) if args.console else None)
+        monitor = Monitor.with_guests(specs, on_console=_echo() if args.console else None)
     except (SessionError, SpecError, BootError, OSError, ValueError) as e:
         print(f"tvmm replay: {e}", file=sys.stderr)
         return 2
@@ -55,7 +53,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _echo(prefixed: bool):
+def _echo():
     out = sys.stdout.buffer
 
     def on_console(guest, b: int) -> None:

@@ -21,11 +21,11 @@ from . import workloads as W
 REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
 
-def setup_tvmm(w: W.Workload) -> CPU:
-    mem = PhysicalMemory(W.MEM_SIZE)
+def load_workload(w: W.Workload, mem, cpu) -> None:
+    """The workload's memory image and starting state, on a bare CPU or a
+    guest's virtual one (``set_cr0``/``set_cr3`` take the guest's values)."""
     for pa, data in W.build_memory_image(w):
         mem.write_bytes(pa, data)
-    cpu = CPU(mem)
     enter_flat32(cpu, W.CODE, W.STACK_TOP)
     cpu.gdtr_base, cpu.gdtr_limit = W.GDT, 23
     cpu.idtr_base, cpu.idtr_limit = W.IDT, 256 * 8 - 1
@@ -33,7 +33,13 @@ def setup_tvmm(w: W.Workload) -> CPU:
         cpu.regs[REGS.index(name)] = v
     if w.paging:
         cpu.set_cr3(W.PD)
-        cpu.set_cr0(cpu.cr0 | CR0_PG)
+        cpu.set_cr0(cpu.guest_cr(0) | CR0_PG)
+
+
+def setup_tvmm(w: W.Workload) -> CPU:
+    mem = PhysicalMemory(W.MEM_SIZE)
+    cpu = CPU(mem)
+    load_workload(w, mem, cpu)
     return cpu
 
 
@@ -56,17 +62,7 @@ def run_guest(w: W.Workload) -> dict:
     spec = GuestSpec(name="bench", mem=W.MEM_SIZE, boot="multiboot", kernel="-")
     monitor = Monitor(Monitor.host_size_for([spec]))
     g = monitor.add_guest(spec, boot=False)
-    for pa, data in W.build_memory_image(w):
-        g.gmem.write_bytes(pa, data)
-    cpu = g.vcpu
-    enter_flat32(cpu, W.CODE, W.STACK_TOP)
-    cpu.gdtr_base, cpu.gdtr_limit = W.GDT, 23
-    cpu.idtr_base, cpu.idtr_limit = W.IDT, 256 * 8 - 1
-    for name, v in w.regs.items():
-        cpu.regs[REGS.index(name)] = v
-    if w.paging:
-        cpu.set_cr3(W.PD)
-        cpu.set_cr0(cpu.guest_cr(0) | CR0_PG)
+    load_workload(w, g.gmem, g.vcpu)
     t0 = time.perf_counter()
     while g.runnable:
         monitor.run(10**7)

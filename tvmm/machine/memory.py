@@ -43,6 +43,34 @@ class Region:
         return f"Region({self.name} [{self.start:#x}, {self.end:#x}))"
 
 
+class RegionMap:
+    """Half-open, non-overlapping address ranges, each with its device."""
+
+    def __init__(self):
+        self.regions: list[Region] = []
+        self._starts: list[int] = []
+
+    def add(self, start: int, end: int, device, name: str = "") -> Region:
+        if not (0 <= start < end <= 1 << 32):
+            raise ValueError(f"bad MMIO range [{start:#x}, {end:#x})")
+        for r in self.regions:
+            if start < r.end and r.start < end:
+                raise ValueError(f"MMIO range {name or '?'} [{start:#x}, {end:#x}) overlaps {r}")
+        region = Region(start, end, device, name)
+        i = bisect.bisect(self._starts, start)
+        self.regions.insert(i, region)
+        self._starts.insert(i, start)
+        return region
+
+    def at(self, addr: int) -> Region | None:
+        i = bisect.bisect(self._starts, addr) - 1
+        if i >= 0:
+            r = self.regions[i]
+            if addr < r.end:
+                return r
+        return None
+
+
 class PhysicalMemory:
     """RAM of ``size`` bytes at physical address 0 plus MMIO regions."""
 
@@ -52,8 +80,7 @@ class PhysicalMemory:
         self.size = size
         self.ram = mmap.mmap(-1, size)
         self.ram_pages = size >> PAGE_SHIFT
-        self._regions: list[Region] = []
-        self._starts: list[int] = []
+        self._map = RegionMap()
         # Physical pages (frame numbers) with no device on them: the CPU may
         # map these straight into its TLB.  Updated when regions are added.
         self._mmio_pages: set[int] = set()
@@ -70,15 +97,7 @@ class PhysicalMemory:
 
     # -- configuration -----------------------------------------------------------
     def add_mmio(self, start: int, end: int, device: MmioDevice, name: str = "") -> Region:
-        if not (0 <= start < end <= 1 << 32):
-            raise ValueError(f"bad MMIO range [{start:#x}, {end:#x})")
-        for r in self._regions:
-            if start < r.end and r.start < end:
-                raise ValueError(f"MMIO range {name or '?'} [{start:#x}, {end:#x}) overlaps {r}")
-        region = Region(start, end, device, name)
-        i = bisect.bisect(self._starts, start)
-        self._regions.insert(i, region)
-        self._starts.insert(i, start)
+        region = self._map.add(start, end, device, name)
         self._mmio_pages.update(range(start >> PAGE_SHIFT, (end - 1 >> PAGE_SHIFT) + 1))
         self._notify_all()
         return region
@@ -110,12 +129,7 @@ class PhysicalMemory:
         return pfn < self.ram_pages and pfn not in self._mmio_pages
 
     def region_at(self, pa: int) -> Region | None:
-        i = bisect.bisect(self._starts, pa) - 1
-        if i >= 0:
-            r = self._regions[i]
-            if pa < r.end:
-                return r
-        return None
+        return self._map.at(pa)
 
     # -- access (slow path: anything may be behind the address) ----------------------
     def read(self, pa: int, size: int) -> int:
@@ -189,7 +203,7 @@ class PhysicalMemory:
         end = min(pa + n, self.size)
         if pa < end:
             out[0:end - pa] = self.ram[pa:end]
-        for r in self._regions:
+        for r in self._map.regions:
             lo, hi = max(pa, r.start), min(pa + n, r.end)
             if lo < hi:
                 out[lo - pa:hi - pa] = b"\xff" * (hi - lo)

@@ -18,9 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
-import bisect
-
-from ..machine.memory import PhysicalMemory, Region
+from ..machine.memory import PhysicalMemory, Region, RegionMap
 
 PAGE = 4096
 
@@ -31,23 +29,14 @@ class GuestPhysicalMemory:
         self.size = size
         self.host = host
         self.frames = frames                 # gpfn -> host frame
-        self._regions: list[Region] = []
-        self._starts: list[int] = []
+        self._map = RegionMap()
         self.device_pages: set[int] = set()  # gpfns with a device on them
         self.rom_frames: dict[int, int] = {}  # gpfn -> host frame holding ROM contents (read-only)
         self.host_frames_for_rom = None       # callable n -> host frames (set by the guest)
 
     # -- configuration ---------------------------------------------------------
     def add_mmio(self, start: int, end: int, device, name: str = "") -> Region:
-        if not (0 <= start < end <= 1 << 32):
-            raise ValueError(f"bad MMIO range [{start:#x}, {end:#x})")
-        for r in self._regions:
-            if start < r.end and r.start < end:
-                raise ValueError(f"MMIO range {name or '?'} [{start:#x}, {end:#x}) overlaps {r}")
-        region = Region(start, end, device, name)
-        i = bisect.bisect(self._starts, start)
-        self._regions.insert(i, region)
-        self._starts.insert(i, start)
+        region = self._map.add(start, end, device, name)
         self.device_pages.update(range(start // PAGE, (end - 1) // PAGE + 1))
         return region
 
@@ -65,12 +54,7 @@ class GuestPhysicalMemory:
 
     # -- queries ------------------------------------------------------------------
     def region_at(self, gpa: int) -> Region | None:
-        i = bisect.bisect(self._starts, gpa) - 1
-        if i >= 0:
-            r = self._regions[i]
-            if gpa < r.end:
-                return r
-        return None
+        return self._map.at(gpa)
 
     def hpa_page(self, gpfn: int) -> int | None:
         """Host-physical address of guest RAM frame ``gpfn`` (None: not RAM)."""

@@ -64,6 +64,14 @@ class Monitor:
         self.slice_insns = slice_insns
         self.recorder = None                     # record.Recorder while a session is recorded
 
+    @classmethod
+    def with_guests(cls, specs, on_console=None) -> "Monitor":
+        """A monitor sized for ``specs`` with each of them added (booted)."""
+        monitor = cls(cls.host_size_for(specs))
+        for spec in specs:
+            monitor.add_guest(spec, on_console=on_console)
+        return monitor
+
     @staticmethod
     def host_size_for(specs, pool_frames: int = DEFAULT_POOL_FRAMES) -> int:
         """Enough host memory for these guests, their ROMs and the shadow pool."""

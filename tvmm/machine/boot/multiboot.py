@@ -21,7 +21,7 @@ import io
 import struct
 from dataclasses import dataclass, field
 
-from .errors import BootError
+from .errors import BootError, read_file
 
 HEADER_MAGIC = 0x1BADB002
 BOOT_MAGIC = 0x2BADB002
@@ -114,15 +114,7 @@ def _aout_segments(image: bytes, hdr_off: int, words: tuple, path: str) -> tuple
 
 
 def read_kernel(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise BootError(f"{path}: no such kernel file") from None
-    except IsADirectoryError:
-        raise BootError(f"{path}: is a directory, not a kernel file") from None
-    except OSError as e:
-        raise BootError(f"{path}: cannot read kernel ({e.strerror})") from None
+    return read_file(path, "kernel")
 
 
 def load(mem, path: str, cmdline: str = "", modules: list[tuple[str, str]] | None = None,

@@ -9,7 +9,7 @@ appears; the memory object maps it read-only with ``map_rom(gpa, data)``.
 
 from __future__ import annotations
 
-from .errors import BootError
+from .errors import BootError, read_file
 
 MIN_SIZE = 4 << 10
 MAX_SIZE = 16 << 20
@@ -19,15 +19,7 @@ LOW_WINDOW = 128 << 10          # the ISA BIOS area 0xE0000-0xFFFFF
 def read_rom(path: str | None) -> bytes:
     if not path:
         raise BootError("boot=rom needs rom=FILE")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SIZE + 1)
-    except FileNotFoundError:
-        raise BootError(f"{path}: no such ROM file") from None
-    except IsADirectoryError:
-        raise BootError(f"{path}: is a directory, not a ROM image") from None
-    except OSError as e:
-        raise BootError(f"{path}: cannot read ROM ({e.strerror})") from None
+    data = read_file(path, "ROM", limit=MAX_SIZE)
     if not MIN_SIZE <= len(data) <= MAX_SIZE or len(data) % 4096:
         raise BootError(f"{path}: a ROM image must be a multiple of 4 KiB between "
                         f"{MIN_SIZE >> 10} KiB and {MAX_SIZE >> 20} MiB (this one is {len(data)} bytes)")
