@@ -58,3 +58,15 @@ def test_restore_rewinds_a_crashed_guest():
     while g.alive:
         g.run(100_000)
     assert g.exit_status == 3 and b"BUG: unable to handle page fault at 0xdead0204" in g.console
+
+
+def test_the_whole_machine_round_trips():
+    specs = [GuestSpec(name=n, mem=16 << 20, **CASES[n]) for n in ("flaky", "multitask", "disk")]
+    monitor = Monitor.with_guests(specs)
+    monitor.run(150_000)
+    snaps = monitor.snapshot()
+    monitor.run(500_000)
+    future = {g.name: fingerprint(g) for g in monitor.guests}
+    monitor.restore(snaps)
+    monitor.run(500_000)
+    assert {g.name: fingerprint(g) for g in monitor.guests} == future

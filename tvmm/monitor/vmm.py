@@ -122,6 +122,18 @@ class Monitor:
             if not progressed:
                 return result
 
+    # -- snapshots -------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Every guest's complete state (see snapshot.py); the monitor's own
+        allocations do not change while guests run, and shadows are rebuilt."""
+        from . import snapshot
+        return {g.name: snapshot.take(g) for g in self.guests}
+
+    def restore(self, snaps: dict) -> None:
+        from . import snapshot
+        for g in self.guests:
+            snapshot.restore(g, snaps[g.name])
+
     @property
     def all_stopped(self) -> bool:
         """No guest will run again without someone resuming it."""
