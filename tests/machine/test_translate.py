@@ -88,3 +88,28 @@ def test_fault_in_the_middle_of_a_translated_block_is_precise():
     esp = regs[4]
     assert (m.r32(esp), m.r32(esp + 4)) == (2, CODE)
     assert regs[7] == 0x30000 and regs[0] == 0x400
+
+
+def test_debugger_breakpoints_slow_down_only_their_own_page():
+    # a hot loop at 0x1000 (inc eax; inc ebx; dec ecx; jnz): a breakpoint on
+    # another page leaves it translated; one inside it stops it exactly there
+    m = Machine()
+    loop = bytes([0x40, 0x43, 0x49, 0x75, 0xFB]) + b"\xf4"
+    m.write(0x1000, loop)
+    m.flat32(0x1000)
+    m.cpu.regs[1] = 1000
+    m.cpu.breakpoints.add(0x5000)
+    m.cpu._refresh()
+    m.run(2000)
+    blocks = [b for b in m.cpu.blocks.values() if b.insns and b.insns[0].eip == 0x1000]
+    assert blocks and blocks[0].fn is not None                   # translated despite the breakpoint
+    m.flat32(0x1000)
+    m.cpu.regs[1] = 1000
+    m.cpu.regs[3] = 0
+    m.cpu.breakpoints.add(0x1001)                                 # on "inc ebx", inside the hot block
+    m.cpu._refresh()
+    stop = m.run(100_000)
+    assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x1001 and m.cpu.regs[3] == 0
+    m.cpu.skip_bp_once = True
+    stop = m.run(100_000)
+    assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x1001 and m.cpu.regs[3] == 1

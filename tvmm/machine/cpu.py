@@ -82,6 +82,9 @@ class NullIO:
         pass
 
 
+_NO_PAGES: frozenset = frozenset()
+
+
 class CPU:
     def __init__(self, mem, io=None, cpuid_hypervisor: bool = False):
         self.mem = mem
@@ -207,7 +210,11 @@ class CPU:
 
     def _refresh(self) -> None:
         """Recompute the flags the run loop polls between blocks."""
-        self.slow = bool(self.eflags & TF or self.breakpoints or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
+        # Debugger breakpoints slow down only the pages that hold them: the
+        # run loop single-steps a block whose page is in ``bp_pages``.
+        bps = self.breakpoints
+        self.bp_pages = {b >> 12 for b in bps} if bps else _NO_PAGES
+        self.slow = bool(self.eflags & TF or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
         self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
                               or (self.intr and self.eflags & IF) or self.slow)
 
@@ -638,7 +645,8 @@ class CPU:
             except CpuFault as e:
                 self._deliver_fault(e)
                 continue
-            if not (self.slow or self.inhibit) and block.n <= left:
+            slow = self.slow or (lin >> 12) in self.bp_pages
+            if not (slow or self.inhibit) and block.n <= left:
                 fn = block.fn
                 if fn is None:
                     block.hits += 1
@@ -675,7 +683,7 @@ class CPU:
             prev = None
             blk = block.insns
             shadow = self.inhibit        # this one instruction runs in an interrupt shadow
-            if self.slow or shadow:
+            if slow or shadow:
                 try:
                     stop = self._pre_step(lin)
                 except CpuFault as e:
