@@ -56,3 +56,9 @@ def test_bench_reports_record_replay_costs():
     assert 0 < s["snapshot_bytes"] < 4 << 20
     assert s["snapshot_take_ms"] > 0 and s["snapshot_restore_ms"] > 0 and s["seek_back_150k_ms"] > 0
     assert "record_overhead_pct" in s
+
+
+def test_ui_errors_name_the_command_used():
+    r = subprocess.run([sys.executable, "-m", "tvmm", "ui", "--guest", "kernel=/no/such.elf"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and r.stderr == "tvmm ui: /no/such.elf: no such kernel file\n"

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
-    if not argv:
+    bare = not argv
+    if bare:
         argv = ["ui"]
     cmd, rest = argv[0], argv[1:]
     if cmd == "ui":
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--headless" in rest:
             print("tvmm ui: --headless is for tvmm run", file=sys.stderr)
             return 2
-        return run_main(rest)
+        return run_main(rest, prog="tvmm" if bare else "tvmm ui")
     if cmd == "run":
         from .headless import main as run_main
         return run_main(rest)

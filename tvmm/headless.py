@@ -125,7 +125,12 @@ class _Console:
         self.out.flush()
 
 
-def main(argv: list[str]) -> int:
+_prog = "tvmm run"
+
+
+def main(argv: list[str], prog: str = "tvmm run") -> int:
+    global _prog
+    _prog = prog
     try:
         args = _parser().parse_args(argv)
         specs = load_config(args.config) if args.config else []
@@ -152,10 +157,10 @@ def main(argv: list[str]) -> int:
         console = _Console(len(specs) > 1)
         monitor = Monitor.with_guests(specs, on_console=console.byte if args.headless else None)
     except (UsageError, SpecError, BootError, OutOfMemory) as e:
-        print(f"tvmm run: {e}", file=sys.stderr)
+        print(f"{_prog}: {e}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as e:          # e.g. a missing or malformed disk image
-        print(f"tvmm run: {e}", file=sys.stderr)
+        print(f"{_prog}: {e}", file=sys.stderr)
         return 2
     if args.record:
         from .monitor.record import Recorder
@@ -164,10 +169,10 @@ def main(argv: list[str]) -> int:
                 raise UsageError("--record-every must be positive")
             monitor.recorder = Recorder(args.record, monitor, args.record_every)
         except OSError as e:
-            print(f"tvmm run: cannot write {args.record}: {e.strerror}", file=sys.stderr)
+            print(f"{_prog}: cannot write {args.record}: {e.strerror}", file=sys.stderr)
             return 2
         except UsageError as e:
-            print(f"tvmm run: {e}", file=sys.stderr)
+            print(f"{_prog}: {e}", file=sys.stderr)
             return 2
     try:
         if not args.headless:
@@ -177,7 +182,7 @@ def main(argv: list[str]) -> int:
                 from .gdbstub.server import GdbServer, check_ports
                 problem = check_ports(gdb[0], gdb[1], len(monitor.guests))
                 if problem:
-                    print(f"tvmm run: {problem}", file=sys.stderr)
+                    print(f"{_prog}: {problem}", file=sys.stderr)
                     return 2
                 server = GdbServer(monitor, *gdb)
             return run_ui(monitor, server, args.wait_gdb)
@@ -211,7 +216,7 @@ async def _run_with_gdb(monitor: Monitor, args, script: list, host: str, port: i
     try:
         endpoints = await server.start()
     except OSError as e:
-        print(f"tvmm run: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+        print(f"{_prog}: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 2
     for name, h, p in endpoints:
         print(f"tvmm: guest {name}: gdb on {h}:{p} (target remote {h}:{p})", file=sys.stderr, flush=True)
@@ -290,7 +295,7 @@ class _Runner:
         for guest, _stop in result.stopped:
             if guest.state == CRASHED and len(monitor.guests) > 1 and not monitor.all_finished:
                 self.reported.add(guest.name)           # say so now: its siblings run on
-                print(f"tvmm run: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
+                print(f"{_prog}: guest {guest.name} crashed: {guest.reason}", file=sys.stderr)
         if self.scripted:
             _advance_script(monitor, script, self.cursors)
             if not script:
@@ -322,7 +327,7 @@ def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:
     crashed = [g for g in monitor.guests if g.state == CRASHED]
     for g in crashed:
         if g.name not in reported:
-            print(f"tvmm run: guest {g.name} stopped: {g.reason}", file=sys.stderr)
+            print(f"{_prog}: guest {g.name} stopped: {g.reason}", file=sys.stderr)
     if crashed:
         return 1
     for g in monitor.guests:
@@ -340,7 +345,7 @@ def _waiting(script: list) -> str:
 
 def _fail(monitor: Monitor, args, reason: str) -> int:
     _screen(monitor, args)
-    print(f"tvmm run: {reason}", file=sys.stderr)
+    print(f"{_prog}: {reason}", file=sys.stderr)
     return 1
 
 
