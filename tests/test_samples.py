@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ["hello", "paging", "multitask", "disk", "flaky"]
+SAMPLES = ["hello", "paging", "multitask", "disk", "flaky", "bigmem"]
 DISKS = {"disk": "disk.img"}                # samples that need a disk 0
+EXTRA = {"bigmem": ",mem=16M,cmdline=rounds=2"}   # (its own tests run 256 MiB)
 EXPECTED = {"hello": ["Hello from the hello sample kernel!", "multiboot magic 0x2badb002 ok", "bye"],
             "paging": ["paging: 4 tasks, 22 demand-zero faults, 3 killed, all done"],
             "multitask": ["multitask: all tasks done"],
             "disk": ["disk: 12 sectors checked, 0 mismatches", "disk: done"],
-            "flaky": ["flaky: seed 1"]}          # the default seed; the sample's own tests go further
+            "flaky": ["flaky: seed 1"],
+            "bigmem": ["bigmem: all 4 processes exited, 3819 pages free"]}          # the default seed; the sample's own tests go further
 
 
 def run(elf: Path) -> subprocess.CompletedProcess:
     disk = DISKS.get(elf.stem)
-    spec = f"kernel={elf}" + (f",disk0={elf.parent / disk}" if disk else "")
+    spec = f"kernel={elf}" + (f",disk0={elf.parent / disk}" if disk else "") + EXTRA.get(elf.stem, "")
     return subprocess.run([sys.executable, "-m", "tvmm", "run", "--headless", "--max-insns", "50000000",
                            "--guest", spec], capture_output=True, text=True, cwd=ROOT, timeout=300)
 

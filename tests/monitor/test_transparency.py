@@ -26,6 +26,7 @@ CASES = {
     "multitask": ("", None),
     "disk": ("", "samples/build/disk.img"),
     "flaky": ("seed=5", None),       # the crashing demo seed: same oops at the same count
+    "bigmem": ("rounds=3", None),    # all of the 64 MiB poisoned at boot, then processes and page-table edits
 }
 
 

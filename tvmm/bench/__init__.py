@@ -101,6 +101,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-unicorn", action="store_true", help="skip unicorn's reference figures")
     ap.add_argument("--no-guest", action="store_true", help="skip the runs as a guest under the monitor")
     ap.add_argument("--no-sessions", action="store_true", help="skip the record/replay figures")
+    ap.add_argument("--no-history", action="store_true",
+                    help="skip the history figures on the 256 MiB bigmem guest (about a minute)")
     args = ap.parse_args(argv)
     chosen = [w for w in W.ALL if not args.workload or w.name in args.workload]
     out = {}
@@ -131,6 +133,12 @@ def main(argv: list[str]) -> int:
                   f"({s['session_bytes']:,} bytes of session for {s['instructions']:,} insns); snapshot "
                   f"{s['snapshot_bytes']:,} bytes, taken in {s['snapshot_take_ms']} ms, restored in "
                   f"{s['snapshot_restore_ms']} ms; seeking back 150k insns: {s['seek_back_150k_ms']} ms")
+    history = None
+    if not args.no_history and not args.workload:
+        from .history import describe, run as run_history
+        history = run_history()
+        if history is not None and not args.json:
+            print(describe(history), flush=True)
     if args.json:
-        print(json.dumps({"workloads": out, "sessions": sessions}, indent=2))
+        print(json.dumps({"workloads": out, "sessions": sessions, "history": history}, indent=2))
     return 0

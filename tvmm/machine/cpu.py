@@ -92,11 +92,17 @@ class CPU:
         self.io = io if io is not None else NullIO()
         self.cpuid_hypervisor = cpuid_hypervisor
         mem.add_invalidator(self._invalidate_code_page)
+        mem.add_write_protector(self.write_protect, self.drop_all_write_entries)
         lists, self._tlb_filled = _tlb_acquire()   # _tlb_filled: vpn -> global
         self._tlb_rs, self._tlb_ws, self._tlb_ru, self._tlb_wu = lists
         weakref.finalize(self, _tlb_release, lists, self._tlb_filled)
         self._tlb_large: set[int] = set()           # 4 MiB regions (vpn >> 10) filled from large pages
         self._wmap: dict[int, set[int]] = {}        # pfn -> vpns with a write entry
+        # write entries taken away by dirty logging (vpn -> (supervisor delta,
+        # user delta, pfn)): the translation is still valid, so the next store
+        # logs the frame and puts the entry back without a page walk (as KVM
+        # clears only the W bit of a shadow entry)
+        self._wprot: dict[int, tuple] = {}
         self._tlb_io: dict[int, int] = {}           # (vpn << 2 | user << 1 | write) -> device page
         self.blocks: dict[int, list] = {}
         self._page_blocks: dict[int, list[int]] = {}
@@ -243,6 +249,7 @@ class CPU:
         self._tlb_filled.clear()
         self._tlb_filled.update(kept)
         self._tlb_io.clear()
+        self._wprot.clear()
         if not kept:
             self._tlb_large.clear()
             self._wmap.clear()
@@ -253,6 +260,9 @@ class CPU:
         region = vpn >> 10
         if region in self._tlb_large:
             victims = [v for v in self._tlb_filled if v >> 10 == region]
+        if self._wprot:
+            for v in victims:
+                self._wprot.pop(v, None)
         for v in victims:
             if v in self._tlb_filled:
                 del self._tlb_filled[v]
@@ -268,6 +278,10 @@ class CPU:
         """Linear -> physical for one access, filling the TLB; may raise #PF."""
         lin &= M32
         vpn = lin >> 12
+        if write and self._wprot:
+            pa = self._rearm(vpn, user)
+            if pa is not None:
+                return pa | (lin & 0xFFF)
         io_key = (vpn << 2) | (2 if user else 0) | (1 if write else 0)
         pa_page = self._tlb_io.get(io_key)
         if pa_page is not None:                      # a device page translated before
@@ -288,8 +302,16 @@ class CPU:
             mem = self.mem
             if writable and pfn not in mem.code_pages and pfn not in mem.readonly_pages \
                     and pfn not in mem.write_watch:
-                tw[vpn] = delta
-                self._wmap.setdefault(pfn, set()).add(vpn)
+                if mem.on_first_write is not None and pfn not in mem.dirty:
+                    # dirty logging: a clean frame gets a write entry only when
+                    # a store is about to use it, and that store is logged now
+                    if write:
+                        mem.log_write(pfn)
+                        tw[vpn] = delta
+                        self._wmap.setdefault(pfn, set()).add(vpn)
+                else:
+                    tw[vpn] = delta
+                    self._wmap.setdefault(pfn, set()).add(vpn)
             self._tlb_filled[vpn] = glob
             if large:
                 self._tlb_large.add(vpn >> 10)
@@ -495,6 +517,44 @@ class CPU:
         became a code page, or write-watched), so stores take the slow path."""
         for vpn in self._wmap.pop(pfn, ()):
             self._tlb_ws[vpn] = self._tlb_wu[vpn] = None
+
+    def _rearm(self, vpn: int, user: bool) -> int | None:
+        """A store to a page whose write entry dirty logging took away: log
+        the frame and give the entry back (None: walk the tables as usual)."""
+        saved = self._wprot.pop(vpn, None)
+        if saved is None:
+            return None
+        delta = saved[1] if user else saved[0]
+        pfn = saved[2]
+        mem = self.mem
+        if delta is None or pfn in mem.code_pages or pfn in mem.write_watch or pfn in mem.readonly_pages \
+                or vpn in self.watch_vpns or vpn not in self._tlb_filled:
+            return None
+        if mem.on_first_write is not None:
+            mem.log_write(pfn)
+        if saved[0] is not None:
+            self._tlb_ws[vpn] = saved[0]
+        if saved[1] is not None:
+            self._tlb_wu[vpn] = saved[1]
+        self._wmap.setdefault(pfn, set()).add(vpn)
+        return (vpn << 12) + delta
+
+    def write_protect(self, pfn: int) -> None:
+        """Dirty logging made frame ``pfn`` clean: drop its write entries but
+        remember them (``_rearm``)."""
+        ws, wu = self._tlb_ws, self._tlb_wu
+        for vpn in self._wmap.pop(pfn, ()):
+            self._wprot[vpn] = (ws[vpn], wu[vpn], pfn)
+            ws[vpn] = wu[vpn] = None
+
+    def drop_all_write_entries(self) -> None:
+        """Forget every write-TLB entry (dirty logging starts)."""
+        ws, wu = self._tlb_ws, self._tlb_wu
+        for vpns in self._wmap.values():
+            for vpn in vpns:
+                ws[vpn] = wu[vpn] = None
+        self._wmap.clear()
+        self._wprot.clear()
 
     def _invalidate_code_page(self, pfn: int) -> None:
         for key in self._page_blocks.pop(pfn, ()):

@@ -1,8 +1,10 @@
 """Physical memory: RAM plus a map of memory-mapped device ranges.
 
 Invariants:
-- RAM is one anonymous ``mmap`` (zero-filled, committed by the host only when
-  touched), so guests of hundreds of MiB cost nothing until they use memory.
+- RAM is one shared ``mmap`` of a memory file (zero-filled, committed by the
+  host only when touched), so guests of hundreds of MiB cost nothing until
+  they use memory, and ``populated_pages`` can tell which frames were ever
+  touched without touching the others.
 - Device ranges are half-open ``[start, end)`` and may not overlap each other;
   a device range hides the RAM beneath it.
 - Any write that reaches a page listed in ``code_pages`` calls the
@@ -11,12 +13,21 @@ Invariants:
   so every store to code comes through here.
 - Reads of physical addresses backed by nothing return all ones (open bus);
   writes to them are dropped.
+- Dirty logging (off unless ``start_dirty_log`` was called): ``dirty`` holds
+  the RAM frames written since they were last protected.  A frame not in
+  ``dirty`` has no write-TLB entry in any CPU, so the first store to it comes
+  through ``write`` (or a bulk writer here) or through the CPU's TLB fill
+  for that store (``log_write``), which calls ``on_first_write(pfn)``
+  *before* the bytes land (a history can keep the page's old contents) and
+  adds the frame to ``dirty``.  This is how KVM logs dirty pages: by write-
+  protecting them.  ``protect(pfns)`` starts over for those frames.
 """
 
 from __future__ import annotations
 
 import bisect
 import mmap
+import os
 import struct
 import weakref
 from typing import Callable, Protocol
@@ -71,6 +82,22 @@ class RegionMap:
         return None
 
 
+def _memfd(size: int) -> int | None:
+    """A memory file for RAM: like an anonymous mapping (zero-filled, backed
+    only when touched, ``MADV_REMOVE`` frees), and its holes can be found
+    (``SEEK_DATA``) without touching them."""
+    try:
+        fd = os.memfd_create("tvmm-ram", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class PhysicalMemory:
     """RAM of ``size`` bytes at physical address 0 plus MMIO regions."""
 
@@ -78,7 +105,12 @@ class PhysicalMemory:
         if size <= 0 or size % 4096:
             raise ValueError(f"memory size must be a positive multiple of 4 KiB, not {size}")
         self.size = size
-        self.ram = mmap.mmap(-1, size)
+        self._fd = _memfd(size)
+        if self._fd is not None:
+            self.ram = mmap.mmap(self._fd, size)
+            weakref.finalize(self, os.close, self._fd)
+        else:
+            self.ram = mmap.mmap(-1, size)
         self.ram_pages = size >> PAGE_SHIFT
         self._map = RegionMap()
         # Physical pages (frame numbers) with no device on them: the CPU may
@@ -94,6 +126,10 @@ class PhysicalMemory:
         # The CPU keeps them out of its write TLB, like code pages.
         self.write_watch: dict[int, Callable[[int, int], None]] = {}
         self._invalidators: list[Callable[[int], None]] = []
+        # Dirty logging (see the module docstring).
+        self.on_first_write: Callable[[int], None] | None = None
+        self.dirty: set[int] = set()
+        self._protectors: list = []          # weak refs to CPU.drop_write_entries / drop_all_write_entries
 
     # -- configuration -----------------------------------------------------------
     def add_mmio(self, start: int, end: int, device: MmioDevice, name: str = "") -> Region:
@@ -112,6 +148,54 @@ class PhysicalMemory:
         ref = weakref.WeakMethod(fn) if hasattr(fn, "__self__") else (lambda: fn)
         self._invalidators.append(ref)
 
+    def add_write_protector(self, one: Callable[[int], None], everything: Callable[[], None]) -> None:
+        """A CPU's ways to forget its write-TLB entries for one frame and for
+        all frames (held weakly, like invalidators)."""
+        self._protectors.append((weakref.WeakMethod(one), weakref.WeakMethod(everything)))
+
+    # -- dirty logging ---------------------------------------------------------------
+    def start_dirty_log(self, on_first_write: Callable[[int], None]) -> None:
+        """Log writes from now on: every frame starts clean (no CPU keeps a
+        write entry), and ``on_first_write(pfn)`` runs before the first store
+        to each frame since it was last protected."""
+        self.on_first_write = on_first_write
+        self.dirty = set()
+        for _one, every in self._protectors:
+            fn = every()
+            if fn is not None:
+                fn()
+
+    def stop_dirty_log(self) -> None:
+        """No more logging: stores run at full speed again (write entries
+        come back as the CPUs refill their TLBs)."""
+        self.on_first_write = None
+        self.dirty = set()
+
+    def protect(self, pfns) -> None:
+        """Make ``pfns`` clean: the next store to each is logged again."""
+        dirty = self.dirty
+        fns = [f for f in (one() for one, _every in self._protectors) if f is not None]
+        for pfn in pfns:
+            if pfn in dirty:
+                dirty.discard(pfn)
+                for fn in fns:
+                    fn(pfn)
+
+    def log_write(self, pfn: int) -> None:
+        """A store to RAM frame ``pfn`` is about to land by a path that does
+        not come through here (a CPU filling its write TLB for it)."""
+        if pfn not in self.dirty:
+            self.dirty.add(pfn)
+            self.on_first_write(pfn)
+
+    def _log_range(self, first: int, last: int) -> None:
+        """Frames ``first..last`` are about to be written."""
+        dirty, fn = self.dirty, self.on_first_write
+        for pfn in range(first, last + 1):
+            if pfn not in dirty and pfn < self.ram_pages:
+                dirty.add(pfn)
+                fn(pfn)
+
     def _notify_all(self) -> None:
         for pfn in list(self.code_pages):
             self._invalidate(pfn)
@@ -124,6 +208,24 @@ class PhysicalMemory:
                 fn(pfn)
 
     # -- queries -------------------------------------------------------------------
+    def populated_pages(self) -> set[int] | None:
+        """The frames that may hold something other than zeros: those the host
+        has backed since they were last discarded (the file's data extents).
+        None when the host cannot tell (then any frame may)."""
+        if self._fd is None:
+            return None
+        out: set[int] = set()
+        off = 0
+        while off < self.size:
+            try:
+                start = os.lseek(self._fd, off, os.SEEK_DATA)
+            except OSError:                      # ENXIO: no data past off
+                break
+            end = min(os.lseek(self._fd, start, os.SEEK_HOLE), self.size)
+            out.update(range(start >> PAGE_SHIFT, (end + 0xFFF) >> PAGE_SHIFT))
+            off = end
+        return out
+
     def is_ram_page(self, pfn: int) -> bool:
         """True when the whole 4 KiB frame is plain RAM (no device on it)."""
         return pfn < self.ram_pages and pfn not in self._mmio_pages
@@ -169,6 +271,8 @@ class PhysicalMemory:
                 self._invalidate(last)
         if pa + size <= self.size and pfn not in self._mmio_pages \
                 and ((pa + size - 1) >> PAGE_SHIFT) not in self._mmio_pages:
+            if self.on_first_write is not None:
+                self._log_range(pfn, (pa + size - 1) >> PAGE_SHIFT)
             self.ram[pa:pa + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
             if self.write_watch:
                 self._watched(pa, size)
@@ -195,6 +299,8 @@ class PhysicalMemory:
         if r is not None:
             r.device.mmio_write(pa - r.start, 1, value)
         elif pa < self.size:
+            if self.on_first_write is not None:
+                self._log_range(pa >> PAGE_SHIFT, pa >> PAGE_SHIFT)
             self.ram[pa] = value
 
     def read_bytes(self, pa: int, n: int) -> bytes:
@@ -219,6 +325,8 @@ class PhysicalMemory:
             for pfn in range(pa >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
                 if pfn in self.code_pages:
                     self._invalidate(pfn)
+        if self.on_first_write is not None:
+            self._log_range(pa >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT)
         self.ram[pa:end] = data[:end - pa]
         if self.write_watch:
             for pfn in range(pa >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
@@ -237,6 +345,8 @@ class PhysicalMemory:
         for pfn in range(pa >> PAGE_SHIFT, end >> PAGE_SHIFT):
             if pfn in self.code_pages:
                 self._invalidate(pfn)
+        if self.on_first_write is not None:
+            self._log_range(pa >> PAGE_SHIFT, (end >> PAGE_SHIFT) - 1)
         # mmap(-1) is a shared anonymous mapping: MADV_REMOVE frees its pages
         # (they read as zeros again); without it, write the zeros.
         try:

@@ -44,35 +44,50 @@ class Snapshot:
         return len(self.memory) + len(self.console) + 4096      # devices and registers: a few KiB
 
 
-def take(guest) -> Snapshot:
+def take_state(guest) -> tuple:
+    """Everything but RAM and the console: ``(cpu, devices, pc, state)``."""
     cpu, pc = guest.vcpu, guest.pc
     state = {f: getattr(cpu, f) for f in _CPU_FIELDS}
     state.update(regs=list(cpu.regs), eflags=cpu.get_eflags(), dr=list(cpu.dr), msr=dict(cpu.msr),
                  cpl=cpu.cpl, seg=[list(cpu.seg_sel), list(cpu.seg_base), list(cpu.seg_limit), list(cpu.seg_attr)])
+    return (state, tuple(d.snapshot() for d in pc.devices),
+            {"idle": pc.idle, "exit_status": pc.exit_status, "clock": pc.clock.now},
+            (guest.state, guest.reason, guest.exit_status, guest.last_stop))
+
+
+def take(guest) -> Snapshot:
+    state, devices, pcs, gstate = take_state(guest)
     pages = bytearray()
-    view = memoryview(guest.monitor.host.ram)
+    ram = guest.monitor.host.ram
+    populated = guest.monitor.host.populated_pages()       # the rest are zeros: not even read
     for gpfn, hpfn in enumerate(guest.frames):
-        page = view[hpfn * PAGE:(hpfn + 1) * PAGE]
-        if page != _ZERO:
-            pages += gpfn.to_bytes(4, "little") + page
-    return Snapshot(guest.name, cpu.icount, guest.now(), state, tuple(d.snapshot() for d in pc.devices),
-                    {"idle": pc.idle, "exit_status": pc.exit_status, "clock": pc.clock.now},
-                    zlib.compress(bytes(pages), 1), bytes(guest.console),
-                    (guest.state, guest.reason, guest.exit_status, guest.last_stop))
+        if populated is None or hpfn in populated:
+            page = ram[hpfn * PAGE:(hpfn + 1) * PAGE]
+            if page != _ZERO:
+                pages += gpfn.to_bytes(4, "little") + page
+    return Snapshot(guest.name, guest.vcpu.icount, guest.now(), state, devices, pcs,
+                    zlib.compress(bytes(pages), 1), bytes(guest.console), gstate)
 
 
 def restore(guest, snap: Snapshot) -> None:
-    cpu, pc = guest.vcpu, guest.pc
     # memory first: its writes drop decoded code for the pages they change
     _restore_memory(guest, zlib.decompress(snap.memory))
+    restore_state(guest, (snap.cpu, snap.devices, snap.pc, snap.state))
+    del guest.console[:]
+    guest.console += snap.console
+
+
+def restore_state(guest, saved: tuple) -> None:
+    """Put back what ``take_state`` saved (RAM and console are the caller's)."""
+    s, devices, pcs, gstate = saved
+    cpu, pc = guest.vcpu, guest.pc
     # time and devices
     pc.clock._heap.clear()
-    pc.clock.now = snap.pc["clock"]
-    pc.idle, pc.exit_status = snap.pc["idle"], snap.pc["exit_status"]
-    for dev, saved in zip(pc.devices, snap.devices):
-        dev.restore(saved)
+    pc.clock.now = pcs["clock"]
+    pc.idle, pc.exit_status = pcs["idle"], pcs["exit_status"]
+    for dev, state in zip(pc.devices, devices):
+        dev.restore(state)
     # the processor
-    s = snap.cpu
     for f in _CPU_FIELDS:
         setattr(cpu, f, s[f])
     cpu.regs[:] = s["regs"]
@@ -89,9 +104,7 @@ def restore(guest, snap: Snapshot) -> None:
     cpu.stop_request = None
     cpu.dead = None
     cpu._refresh()
-    del guest.console[:]
-    guest.console += snap.console
-    guest.state, guest.reason, guest.exit_status, guest.last_stop = snap.state
+    guest.state, guest.reason, guest.exit_status, guest.last_stop = gstate
 
 
 def _restore_memory(guest, pages: bytes) -> None:
@@ -99,8 +112,13 @@ def _restore_memory(guest, pages: bytes) -> None:
     saved = {}
     for off in range(0, len(pages), 4 + PAGE):
         saved[int.from_bytes(pages[off:off + 4], "little")] = pages[off + 4:off + 4 + PAGE]
-    view = memoryview(host.ram)
+    ram = host.ram
+    populated = host.populated_pages()
     for gpfn, hpfn in enumerate(guest.frames):
-        want = saved.get(gpfn, _ZERO)
-        if view[hpfn * PAGE:(hpfn + 1) * PAGE] != want:
+        want = saved.get(gpfn)
+        if want is None:
+            if populated is not None and hpfn not in populated:
+                continue                                   # zeros already, never backed
+            want = _ZERO
+        if ram[hpfn * PAGE:(hpfn + 1) * PAGE] != want:
             host.write_bytes(hpfn * PAGE, want)

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from ..guestspec import GuestSpec
 from ..machine.memory import PhysicalMemory
 from .aperture import DeviceAperture
+from .dirty import DirtyLog
 from .events import EventLog
 from .guest import Guest
 from .hostmem import MAX_HOST_RAM, FrameAllocator, OutOfMemory
 from .shadow import ShadowPool
+from .timeline import DEFAULT_BUDGET
 
 PAGE = 4096
 DEFAULT_POOL_FRAMES = 2048          # 8 MiB of shadow tables
@@ -52,9 +54,14 @@ class Monitor:
     def __init__(self, host_mem: int, *, pool_frames: int = DEFAULT_POOL_FRAMES,
                  slice_insns: int = DEFAULT_SLICE):
         if host_mem > MAX_HOST_RAM or host_mem % PAGE:
-            raise ValueError(f"host memory must be a multiple of 4 KiB below {MAX_HOST_RAM >> 20} MiB")
+            raise ValueError(f"host memory must be a multiple of 4 KiB, at most {MAX_HOST_RAM >> 20} MiB "
+                             f"(host-physical frames are 32-bit and end at the device aperture)")
         self.host = PhysicalMemory(host_mem)
         self.frames = FrameAllocator(self.host)
+        self.dirty = DirtyLog(self.host)
+        # bytes of history (timeline.py) each guest may keep while a debugger
+        # or the UI can go back; 0: none (tvmm run --history SIZE)
+        self.history_budget = DEFAULT_BUDGET
         self.pool = ShadowPool(self.frames, pool_frames)
         self.aperture = DeviceAperture(self)
         self.aperture.attach(self.host)
@@ -66,8 +73,18 @@ class Monitor:
 
     @classmethod
     def with_guests(cls, specs, on_console=None) -> "Monitor":
-        """A monitor sized for ``specs`` with each of them added (booted)."""
-        monitor = cls(cls.host_size_for(specs))
+        """A monitor sized for ``specs`` with each of them added (booted).
+        Guests' memory is only committed when touched, but every guest frame
+        needs a host-physical frame below the device aperture (shadow entries
+        are 32-bit): guests that add up to more are refused with one line."""
+        size = cls.host_size_for(specs)
+        if size > MAX_HOST_RAM:
+            total = sum(s.mem for s in specs)
+            room = MAX_HOST_RAM - (size - total)
+            raise ValueError(f"the guests' memory adds up to {total >> 20} MiB; all guests together can have "
+                             f"at most {room >> 20} MiB (host-physical memory ends at {MAX_HOST_RAM:#x}, "
+                             f"where the device aperture begins)")
+        monitor = cls(size)
         for spec in specs:
             monitor.add_guest(spec, on_console=on_console)
         return monitor
@@ -75,8 +92,9 @@ class Monitor:
     @staticmethod
     def host_size_for(specs, pool_frames: int = DEFAULT_POOL_FRAMES) -> int:
         """Enough host memory for these guests, their ROMs and the shadow pool."""
-        rom = 16 << 20
-        return sum(s.mem + rom for s in specs) + (pool_frames + 16) * PAGE
+        from ..machine.boot import rom as romboot
+        rom = romboot.MAX_SIZE + romboot.LOW_WINDOW          # the image and its copy below 1 MiB
+        return sum(s.mem + (rom if s.boot == "rom" else 0) for s in specs) + (pool_frames + 16) * PAGE
 
     # -- guests ---------------------------------------------------------------------------
     def add_guest(self, spec: GuestSpec, on_console=None, boot: bool = True) -> Guest:
