@@ -15,7 +15,7 @@ USAGE = """usage: tvmm [<command> [options]]
 commands:
   ui         the terminal UI: tvmm ui [--guest SPEC ...] [KERNEL.elf]
   run        boot guests: tvmm run --headless KERNEL.elf (without --headless: the UI)
-  replay     re-run a recorded session and check it: tvmm replay FILE
+  replay     re-run a recorded session and check it: tvmm replay FILE [--timeout S] [--max-insns N]
   bench      guest instructions per second on fixed workloads (--json)
 """
 

@@ -30,14 +30,22 @@ class GuestSpec:
     mem: int = DEFAULT_MEM
     boot: str = "multiboot"
     rom: str | None = None
+    wait_gdb: bool = False      # hold this guest until its debugger continues it (needs --gdb)
 
 
-KEYS = ("name", "kernel", "cmdline", "disk0", "disk1", "mem", "boot", "rom")
+KEYS = ("name", "kernel", "cmdline", "disk0", "disk1", "mem", "boot", "rom", "wait-gdb")
+
+
+def parse_yes_no(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("yes", "no"):
+        return value == "yes"
+    raise SpecError(f"bad value {text!r} for guest option {key!r} (use yes or no)")
 
 
 def parse_size(text: str) -> int:
     """``64M``, ``1G``, ``512K``, ``65536`` -> bytes (binary units)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE)
+    m = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE | re.ASCII)   # ASCII digits only
     if not m:
         raise SpecError(f"bad memory size {text!r} (use e.g. 64M or 1G)")
     n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
@@ -92,7 +100,8 @@ def parse_guest(text: str, default_name: str = "guest0") -> GuestSpec:
         raise SpecError(f"bad guest name {name!r} (letters, digits, '_', '.', '-'; at most 32)")
     boot = fields.pop("boot", "").strip().lower()
     mem = parse_size(fields.pop("mem")) if "mem" in fields else DEFAULT_MEM
-    spec = dict(name=name, mem=mem, **{k: v for k, v in fields.items()})
+    wait_gdb = parse_yes_no("wait-gdb", fields.pop("wait-gdb")) if "wait-gdb" in fields else False
+    spec = dict(name=name, mem=mem, wait_gdb=wait_gdb, **{k: v for k, v in fields.items()})
     if not boot:
         boot = "multiboot" if spec.get("kernel") else ("rom" if spec.get("rom") else "disk")
     if boot not in BOOT_METHODS:
@@ -107,23 +116,25 @@ def parse_guest(text: str, default_name: str = "guest0") -> GuestSpec:
 def load_config(path: str) -> list[GuestSpec]:
     """Guests from a TOML file, one ``[[guest]]`` table each, with the same
     keys as ``--guest`` (``mem`` may be a size string or a number of bytes;
-    relative paths are relative to the file)::
+    ``wait-gdb`` true/false or "yes"/"no"; relative paths are relative to the
+    file)::
 
         [[guest]]
         name = "flaky"
         kernel = "samples/build/flaky.elf"
         cmdline = "seed=5"
         mem = "32M"
+        wait-gdb = true
     """
     import tomllib
     from pathlib import Path
+    from .machine.boot.errors import read_file      # regular files only, at most 1 MiB
+    data = read_file(path, "configuration", limit=1 << 20, error=SpecError)
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such configuration file") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"{path}: not a valid TOML configuration ({e})") from None
+        doc = tomllib.loads(data[:1 << 20].decode("utf-8"))
+    except (ValueError, RecursionError) as e:       # TOMLDecodeError, UnicodeDecodeError, huge ints
+        reason = "too deeply nested" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise SpecError(f"{path}: not a valid TOML configuration ({reason})") from None
     guests = doc.get("guest")
     if not isinstance(guests, list) or not guests or not all(isinstance(g, dict) for g in guests):
         raise SpecError(f"{path}: expected one or more [[guest]] tables")
@@ -137,6 +148,8 @@ def load_config(path: str) -> list[GuestSpec]:
         for key, value in table.items():
             if key in ("kernel", "disk0", "disk1", "rom") and isinstance(value, str):
                 value = str(base / value)
+            if key == "wait-gdb" and isinstance(value, bool):
+                value = "yes" if value else "no"
             if isinstance(value, bool) or not isinstance(value, (str, int)):
                 raise SpecError(f"{path}: guest {i + 1}: {key} must be a string or a number")
             text = str(value).replace("'", "")

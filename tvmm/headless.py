@@ -18,20 +18,40 @@ Every guest runs under the monitor (tvmm.monitor), side by side, each with
 streamed as is; with several, each line is prefixed with ``NAME| ``.  With
 several guests the exit status is 1 if any crashed, else the first
 debug-exit status in guest order, else 0.
+
+``--bare`` runs one guest straight on the modelled PC, without the monitor,
+with the same console, script, budget, timeout, screen and exit-status
+contract: a guest must behave the same both ways (the monitor's promise,
+checkable on the user's own kernel).  ``--stats`` prints, per guest at exit,
+its instructions, the monitor's exits by kind, hidden and true page faults,
+shadow pages in use and the share of instructions run without an exit.
+
+With ``--gdb``, ``--wait-gdb`` holds every guest until its debugger
+continues it; the guest key ``wait-gdb=yes`` holds only that guest while its
+siblings run (``_hold_for_gdb``).
+
+``--timeout`` holds within a fraction of a second whatever the guest runs:
+slices still end at the same virtual times as without it (so it changes
+nothing a guest sees), and once the wall-clock deadline has passed a
+watchdog thread asks the running processor to stop after its current
+instruction (``_Watchdog``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
+import threading
 import time
 
 from .guestspec import SpecError, load_config, parse_guest
 from .machine.boot import BootError
-from .monitor.guest import CRASHED, EXITED, HALTED
+from .machine.errors import Stop, StopKind
+from .monitor.guest import CRASHED, EXITED, HALTED, PAUSED, RESET, RUNNING, state_after
 from .monitor.hostmem import OutOfMemory
-from .monitor.vmm import Monitor
+from .monitor.vmm import Monitor, RunResult
 
 SLICE = 2_000_000
 SCRIPT_SLICE = 200_000       # finer slices while a console script is waiting
@@ -52,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("kernel", nargs="?", help="a Multiboot kernel (ELF)")
     ap.add_argument("--headless", action="store_true", help="no UI: console on stdout")
     ap.add_argument("--guest", action="append", default=[], metavar="SPEC",
-                    help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot|disk|rom,rom=ROM (repeatable: guests run side by side)")
+                    help="name=NAME,kernel=ELF,cmdline=STR,disk0=IMG,disk1=IMG,mem=64M,boot=multiboot|disk|rom,rom=ROM,"
+                         "wait-gdb=yes|no (repeatable: guests run side by side)")
     ap.add_argument("--config", metavar="FILE", help="guests from a TOML file ([[guest]] tables)")
     ap.add_argument("--record", metavar="FILE", help="record the session (replay it with tvmm replay FILE)")
     ap.add_argument("--record-every", type=int, default=2_000_000, metavar="N",
@@ -64,8 +85,25 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--send", action=_Step, dest="script", metavar="TEXT", help="type into the console")
     ap.add_argument("--gdb", metavar="[HOST:]PORT",
                     help="a GDB stub per guest on PORT, PORT+1, ... (127.0.0.1 unless HOST is given)")
-    ap.add_argument("--wait-gdb", action="store_true", help="hold each guest until its debugger continues it")
+    ap.add_argument("--wait-gdb", action="store_true",
+                    help="hold every guest until its debugger continues it (one guest: its key wait-gdb=yes)")
+    ap.add_argument("--history", metavar="SIZE", type=_history_size, default=None,
+                    help="memory each guest's history (stepping back in the UI, reverse execution in gdb) may "
+                         "use, e.g. 64M or 1G; 0 keeps none (default 256M)")
+    ap.add_argument("--bare", action="store_true",
+                    help="run the one guest straight on the modelled PC, without the monitor (to compare)")
+    ap.add_argument("--stats", action="store_true",
+                    help="at exit, print per guest: instructions, exits by kind, page faults, shadow pages (stderr)")
     return ap
+
+
+def _history_size(text: str) -> int:
+    """``--history SIZE``: bytes, with K/M/G (binary) units; 0 turns history off."""
+    import re
+    m = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE | re.ASCII)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (use e.g. 256M, 1G, or 0 for no history)")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
 
 
 class _Step(argparse.Action):
@@ -142,20 +180,36 @@ def main(argv: list[str], prog: str = "tvmm run") -> int:
         if not specs:
             from .bundled import bundled_specs
             specs = bundled_specs()
-        if not args.headless and (args.script or args.screen):
-            raise UsageError("--expect/--send/--screen need --headless")
+        if not args.headless:
+            for flag, given in (("--expect/--send", args.script), ("--screen", args.screen),
+                                ("--stats", args.stats), ("--bare", args.bare)):
+                if given:
+                    raise UsageError(f"{flag} needs --headless")
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise UsageError(f"two guests are named {sorted(dup)[0]!r}: give each a name=NAME")
         if args.max_insns is not None and args.max_insns <= 0:
             raise UsageError("--max-insns must be positive")
+        if args.timeout is not None and not (0 < args.timeout < math.inf):
+            raise UsageError("--timeout must be a positive number of seconds")
         script = _script(args.script, names)
         gdb = _gdb_address(args.gdb) if args.gdb is not None else None
         if args.wait_gdb and gdb is None:
             raise UsageError("--wait-gdb needs --gdb PORT")
+        held = [s.name for s in specs if s.wait_gdb]
+        if held and gdb is None:
+            raise UsageError(f"guest {held[0]}: wait-gdb=yes needs --gdb PORT")
+        if args.bare:
+            _check_bare(specs, args)
         console = _Console(len(specs) > 1)
-        monitor = Monitor.with_guests(specs, on_console=console.byte if args.headless else None)
+        on_console = console.byte if args.headless else None
+        if args.bare:
+            monitor = _BareMachine(specs[0], on_console)
+        else:
+            monitor = Monitor.with_guests(specs, on_console=on_console)
+            if args.history is not None:
+                monitor.history_budget = args.history
     except (UsageError, SpecError, BootError, OutOfMemory) as e:
         print(f"{_prog}: {e}", file=sys.stderr)
         return 2
@@ -174,6 +228,7 @@ def main(argv: list[str], prog: str = "tvmm run") -> int:
         except UsageError as e:
             print(f"{_prog}: {e}", file=sys.stderr)
             return 2
+    ran = False
     try:
         if not args.headless:
             from .ui.main import run_ui
@@ -185,7 +240,9 @@ def main(argv: list[str], prog: str = "tvmm run") -> int:
                     print(f"{_prog}: {problem}", file=sys.stderr)
                     return 2
                 server = GdbServer(monitor, *gdb)
+                _hold_for_gdb(monitor, args.wait_gdb)
             return run_ui(monitor, server, args.wait_gdb)
+        ran = True
         if gdb is not None:
             return asyncio.run(_run_with_gdb(monitor, args, script, *gdb))
         return _run(monitor, args, script)
@@ -194,6 +251,30 @@ def main(argv: list[str], prog: str = "tvmm run") -> int:
         if getattr(monitor, "recorder", None) is not None:
             monitor.recorder.checkpoint()
             monitor.recorder.close()
+        if ran and args.stats:
+            _print_stats(monitor)
+
+
+def _check_bare(specs, args) -> None:
+    """``--bare``: one guest, on the PC as it is, with nothing that needs the monitor."""
+    if len(specs) != 1:
+        raise UsageError(f"--bare runs one guest ({len(specs)} given)")
+    if args.gdb is not None:
+        raise UsageError("--bare cannot be combined with --gdb (the gdb stub needs the monitor)")
+    if args.record:
+        raise UsageError("--bare cannot be combined with --record (recording needs the monitor)")
+    if specs[0].boot == "rom":
+        raise UsageError("--bare cannot boot a firmware ROM (boot=rom needs the monitor's guest memory)")
+
+
+def _hold_for_gdb(monitor, everyone: bool) -> None:
+    """Hold the guests a debugger must start: every guest with ``--wait-gdb``,
+    else those whose spec says ``wait-gdb=yes``.  A held guest is paused
+    ("waiting for gdb") until its debugger continues it (or detaches); its
+    siblings run meanwhile."""
+    for g in monitor.guests:
+        if everyone or g.spec.wait_gdb:
+            g.pause("waiting for gdb")
 
 
 def _gdb_address(text: str) -> tuple[str, int]:
@@ -218,11 +299,10 @@ async def _run_with_gdb(monitor: Monitor, args, script: list, host: str, port: i
     except OSError as e:
         print(f"{_prog}: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 2
-    for name, h, p in endpoints:
-        print(f"tvmm: guest {name}: gdb on {h}:{p} (target remote {h}:{p})", file=sys.stderr, flush=True)
-    if args.wait_gdb:
-        for g in monitor.guests:
-            g.pause("waiting for gdb")
+    _hold_for_gdb(monitor, args.wait_gdb)
+    for (name, h, p), g in zip(endpoints, monitor.guests):
+        held = " (held until its debugger continues it)" if g.reason == "waiting for gdb" else ""
+        print(f"tvmm: guest {name}: gdb on {h}:{p} (target remote {h}:{p}){held}", file=sys.stderr, flush=True)
     runner = _Runner(monitor, args, script, slice_insns=GDB_SLICE)
     try:
         while True:
@@ -234,6 +314,7 @@ async def _run_with_gdb(monitor: Monitor, args, script: list, host: str, port: i
                 return status
             await asyncio.sleep(0.01 if idle else 0)
     finally:
+        runner.close()
         await server.close()
 
 
@@ -243,8 +324,7 @@ def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
         kind, name, text = script[0]
         guest = monitor.guest(name)
         if kind == "send":
-            guest.record_input("serial", text.decode("latin-1"))
-            guest.pc.com1.feed(text)
+            guest.apply_input("serial", text.decode("latin-1"))
         else:
             at = guest.console.find(text, cursors.get(name, 0))
             if at < 0:
@@ -253,10 +333,55 @@ def _advance_script(monitor: Monitor, script: list, cursors: dict) -> None:
         script.pop(0)
 
 
+class _Watchdog:
+    """Ends the running slice once the wall-clock deadline has passed.
+
+    The runner reads the clock between slices, but one slice of a guest that
+    hammers device memory (every access emulated) can take a minute.  This
+    thread sleeps until the deadline, then asks each guest's processor to
+    stop after its current instruction (``CPU.request_stop``: how a runner
+    ends ``run`` early), and asks again every ``PERIOD`` until the runner has
+    noticed (a request can be overtaken by the processor's own bookkeeping).
+    Before the deadline it does nothing, so slices end at the same virtual
+    times with or without ``--timeout`` and no guest can tell; after it the
+    run is over."""
+
+    PERIOD = 0.05
+    STOP = Stop(StopKind.REQUEST, "wall-clock timeout", {"timeout": True})
+
+    def __init__(self, deadline: float, cpus):
+        self.deadline, self.cpus = deadline, cpus
+        self.expired = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tvmm-timeout", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        wait = self.deadline - time.monotonic()
+        while not self._done.wait(max(wait, 0.0)):
+            self.expired = True
+            for cpu in self.cpus():
+                if cpu.stop_request is None:      # a pending stop (an exit, a reset) ends the slice anyway
+                    cpu.request_stop(self.STOP)
+            wait = self.PERIOD
+
+    def close(self, guests) -> None:
+        """Stop watching; guests the watchdog paused are running again, as
+        they were when time ran out (the state --stats and --screen show)."""
+        self._done.set()
+        self._thread.join()
+        for g in guests:
+            if g.pc.cpu.stop_request is self.STOP:
+                g.pc.cpu.stop_request = None
+            if g.state == PAUSED and g.last_stop is self.STOP:
+                g.resume()
+
+
 class _Runner:
     """The run loop, one slice per ``step()``: returns the exit status when
     the run is over, None to go on.  The plain loop calls it back to back;
-    with ``--gdb`` the asyncio loop interleaves it with the debuggers."""
+    with ``--gdb`` the asyncio loop interleaves it with the debuggers.
+    ``close()`` when done."""
 
     def __init__(self, monitor: Monitor, args, script: list, slice_insns: int | None = None):
         self.monitor, self.args, self.script = monitor, args, script
@@ -268,6 +393,18 @@ class _Runner:
         self.elapsed = 0
         self.reported: set = set()
         self.recorder = getattr(monitor, "recorder", None)
+        self.watchdog = None
+        if self.deadline is not None:
+            self.watchdog = _Watchdog(self.deadline, lambda: [g.pc.cpu for g in monitor.guests])
+
+    def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close(self.monitor.guests)
+            self.watchdog = None
+
+    def _timed_out(self) -> int:
+        self.close()
+        return _fail(self.monitor, self.args, f"timed out after {self.args.timeout:g} s" + _waiting(self.script))
 
     def step(self) -> int | None:
         monitor, args, script = self.monitor, self.args, self.script
@@ -276,7 +413,7 @@ class _Runner:
             if not script:
                 return _finish(monitor, args, 0)
         if self.deadline is not None and time.monotonic() > self.deadline:
-            return _fail(monitor, args, f"timed out after {args.timeout:g} s" + _waiting(script))
+            return self._timed_out()
         if monitor.all_stopped:
             # nothing runnable: finished, or every live guest is held by a debugger
             return _finish(monitor, args, None, self.reported) if monitor.all_finished else None
@@ -288,6 +425,13 @@ class _Runner:
         if n <= 0:
             return _fail(monitor, args, f"instruction budget of {self.budget} used up" + _waiting(script))
         result = monitor.run(n)
+        if self.watchdog is not None and self.watchdog.expired:
+            # The slice was cut short at a wall-clock-dependent point: report
+            # the timeout (unless every guest finished first), nothing else.
+            self.close()
+            if not monitor.all_finished:
+                sys.stdout.buffer.flush()
+                return self._timed_out()
         self.elapsed += n
         if self.recorder is not None:
             self.recorder.checkpoint()
@@ -311,12 +455,157 @@ class _Runner:
 
 def _run(monitor: Monitor, args, script: list) -> int:
     runner = _Runner(monitor, args, script)
-    while True:
-        status = runner.step()
-        if status is not None:
-            return status
-        if monitor.all_stopped:                     # paused with no debugger to resume it
-            return _fail(monitor, args, "every guest is paused")
+    try:
+        while True:
+            status = runner.step()
+            if status is not None:
+                return status
+            if monitor.all_stopped:                     # paused with no debugger to resume it
+                return _fail(monitor, args, "every guest is paused")
+    finally:
+        runner.close()
+
+
+class _BareGuest:
+    """``--bare``: one guest straight on the modelled PC (``machine.pc.PC``),
+    no monitor: no deprivileging, no shadow pages, no exits.  It offers what
+    the runner uses of a monitor's ``Guest`` (state, reason, exit status,
+    console, ``pc``) and ends the same way for the same stop."""
+
+    def __init__(self, spec, on_console=None):
+        self.spec, self.name = spec, spec.name
+        self.console = bytearray()
+        self._on_console = on_console
+        self.state, self.reason = RUNNING, ""
+        self.exit_status: int | None = None
+        self.last_stop: Stop | None = None
+        self._build()
+
+    def _build(self) -> None:
+        from .machine.boot import disk as diskboot, multiboot
+        from .machine.pc import PC
+        spec = self.spec
+        self.pc = PC(spec.mem, on_console=self._console_byte, disks=(spec.disk0, spec.disk1))
+        if spec.boot == "disk":
+            diskboot.load(self.pc.mem, self.pc.disks[0])
+            diskboot.enter(self.pc.cpu)
+        else:
+            multiboot.enter(self.pc.cpu, multiboot.load(self.pc.mem, spec.kernel, spec.cmdline))
+
+    def _console_byte(self, b: int) -> None:
+        self.console.append(b)
+        if self._on_console is not None:
+            self._on_console(self, b)
+
+    @property
+    def icount(self) -> int:
+        return self.pc.cpu.icount
+
+    def now(self) -> int:
+        return self.pc.now()
+
+    @property
+    def runnable(self) -> bool:
+        return self.state == RUNNING
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (RUNNING, PAUSED)
+
+    def resume(self, debugger: bool = False) -> None:
+        if self.state == PAUSED:
+            self.state, self.reason = RUNNING, ""
+
+    def record_input(self, kind: str, data=None) -> None:
+        pass                                        # --bare never records
+
+    def apply_input(self, kind: str, data=None) -> None:
+        """Console input (the only outside input a --bare run has)."""
+        if kind != "serial":
+            raise ValueError(f"--bare: no {kind} input")
+        self.pc.com1.feed(data.encode("latin-1") if isinstance(data, str) else bytes(data))
+
+    def run(self, max_insns: int) -> Stop:
+        """As ``Guest.run``: a stop that ends the guest sets its state."""
+        stop = self.pc.run(max_insns)
+        if stop.kind == StopKind.BUDGET:
+            return stop
+        self.last_stop = stop
+        state, reason = state_after(stop, self.pc.exit_status)
+        if state == RESET:
+            self.console.clear()                    # as the monitor's Guest.reset: a fresh boot
+            self._build()
+            return stop
+        if state == EXITED:
+            self.exit_status = self.pc.exit_status
+        self.state, self.reason = state, reason
+        return stop
+
+
+class _BareMachine:
+    """The one ``--bare`` guest behind the face of a ``Monitor`` the runner uses."""
+
+    recorder = None
+
+    def __init__(self, spec, on_console=None):
+        self.guests = [_BareGuest(spec, on_console)]
+
+    def guest(self, name: str) -> _BareGuest:
+        for g in self.guests:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def run(self, max_insns: int) -> RunResult:
+        result = RunResult()
+        g = self.guests[0]
+        if g.runnable:
+            start = g.now()
+            stop = g.run(max_insns)
+            result.ran[g.name] = g.now() - start
+            if not g.runnable:
+                result.stopped.append((g, stop))
+        return result
+
+    @property
+    def all_stopped(self) -> bool:
+        return not any(g.runnable for g in self.guests)
+
+    @property
+    def all_finished(self) -> bool:
+        return not any(g.alive for g in self.guests)
+
+
+def _print_stats(monitor) -> None:
+    """Per guest, to stderr: what the monitor did for it (see README)."""
+    from .monitor import events as ev
+    bare = isinstance(monitor, _BareMachine)
+    err = sys.stderr
+    sys.stdout.flush()
+    for g in monitor.guests:
+        insns = g.icount
+        print(f"stats: guest {g.name} ({g.state}{', bare' if bare else ''})", file=err)
+        print(f"  instructions: {insns} (virtual time {g.now()})", file=err)
+        if bare:
+            print("  exits: none (no monitor: no exits, no shadow pages)", file=err)
+            continue
+        kinds = monitor.log.by_kind(g.name)
+        exits = {k: kinds[k] for k in ev.EXIT_KINDS if kinds.get(k)}
+        total = sum(exits.values())
+        detail = ", ".join(f"{k} {n}" for k, n in sorted(exits.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"  exits: {total}" + (f" ({detail})" if detail else ""), file=err)
+        print(f"  page faults: {kinds.get(ev.PF_HIDDEN, 0)} hidden, {kinds.get(ev.PF_REFLECTED, 0)} true "
+              f"(reflected to the guest)", file=err)
+        pool = monitor.pool
+        print(f"  shadow pages in use: {g.shadow.table_count} (monitor pool: {pool.used} of {pool.limit})",
+              file=err)
+        if insns:
+            share = math.floor(max(insns - total, 0) * 10000 / insns) / 100   # never rounds up to 100
+            per = f"{insns / total:.1f} instructions per exit" if total else "no exit"
+            print(f"  without an exit: {share:.2f}% of instructions ({per})", file=err)
+        else:
+            print("  without an exit: - (no instruction retired)", file=err)
+    err.flush()
 
 
 def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:

@@ -77,3 +77,14 @@ def test_instruction_lengths_agree_with_capstone(raw, code32):
     # capstone decodes some opcodes that are undefined on a Pentium Pro (SSE,
     # long NOPs with prefixes...); we only compare where we decoded too.
     assert d.len == ins.size, f"{raw[:ins.size].hex()}: ours {d.len} ({d.mnem} {d.spec}), capstone {ins.size} ({ins.mnemonic} {ins.op_str})"
+
+
+@pytest.mark.parametrize("code32", [False, True])
+@pytest.mark.parametrize("raw", ["0f2206", "0f2006", "0f2306", "0f2106"])
+def test_mov_control_and_debug_registers_ignore_mod(raw, code32):
+    """SDM vol. 2, MOV (control/debug registers): the mod bits are ignored and
+    the operand is always a general register, so mod=00 r/m=110 (a disp16
+    form elsewhere in 16-bit code) is three bytes (found by the capstone
+    comparison above)."""
+    d = decode(bytes.fromhex(raw) + bytes(13), 0, code32)
+    assert d.len == 3 and d.rm == 6

@@ -61,10 +61,12 @@ def test_tvmm_in_a_real_terminal():
         t.keys("s")                                      # step one instruction
         t.wait_for(lambda s: next(line for line in s.splitlines() if "eip " in line).split("eip ")[1][:8] != eip)
         t.keys("p")                                      # the page tables, guest beside shadow
-        t.wait_for(lambda s: "guest PDE" in s and "shadow" in s)
+        text = t.wait_for(lambda s: " gva " in s and " guest " in s and " shadow " in s)
+        header = next(line for line in text.splitlines() if " gva " in line)
+        assert header.index(" guest ") < header.index(" shadow ")      # side by side at 80 columns
         t.keys("q")
         text = t.wait_for(lambda s: "EXIT=0" in s)
-        assert "╭" not in text and "guest PDE" not in text   # the alternate screen is gone
+        assert "╭" not in text and " gva " not in text   # the alternate screen is gone
     finally:
         t.close()
 

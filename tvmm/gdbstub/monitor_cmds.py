@@ -75,7 +75,9 @@ def _phys(target, args) -> str:
 def _info(target, args) -> str:
     g = target.guest
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(g.log.by_kind(g.name).items()))
-    return f"guest {g.name}: {g.state} {g.reason}\ninstructions {g.icount}\nevents: {kinds or 'none'}\n"
+    history = g.timeline.describe() if g.timeline is not None else "history: none (--history 0)"
+    return (f"guest {g.name}: {g.state} {g.reason}\ninstructions {g.icount}\n{history}\n"
+            f"events: {kinds or 'none'}\n")
 
 
 def _guests(target, args) -> str:

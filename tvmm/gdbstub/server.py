@@ -55,9 +55,10 @@ class GdbServer:
             writer.close()                      # one debugger per guest
             return
         guest.pause("stopped by gdb")             # gdb takes a target as stopped once attached
-        own_timeline = guest.timeline is None     # (the UI may keep one already)
+        # history from here on, for reverse execution (the UI may keep one already)
+        own_timeline = guest.timeline is None and guest.monitor.history_budget > 0
         if own_timeline:
-            guest.timeline = Timeline(guest)      # history from here on: reverse execution
+            guest.timeline = Timeline(guest, budget=guest.monitor.history_budget)
         conn = _Conn(Session(GuestTarget(guest, guest.timeline)), writer)
         self.conns[guest.name] = conn
         guest.debugger_attached = True
@@ -70,14 +71,15 @@ class GdbServer:
                 if out:
                     writer.write(out)
                     await writer.drain()
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass                                # a dropped connection, or the server closing
         finally:
             if not conn.session.detached:
                 conn.session.detach()
             self.conns.pop(guest.name, None)
             guest.debugger_attached = False
-            if own_timeline:
+            if own_timeline and guest.timeline is not None:
+                guest.timeline.close()
                 guest.timeline = None
             writer.close()
 

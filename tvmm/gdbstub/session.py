@@ -3,10 +3,19 @@
 ``Session.receive(data)`` takes the bytes gdb sent and returns the bytes to
 send back.  A ``c``/``vCont;c`` resumes the guest and sends nothing: the
 reply is the stop reply, produced by ``Session.poll()`` once the guest has
-stopped (the driver calls it after each slice of machine time).  Steps run
-synchronously.  A 0x03 interrupt pauses the guest and answers with one stop
-reply.  Malformed or unknown packets get an error or the empty reply; they
-never raise.
+stopped (the driver calls it after each slice of machine time).  A single
+step runs synchronously (it is one instruction).  Anything longer runs in
+slices like the guests do, so siblings keep running: a range step
+(``vCont;r``) takes up to ``RANGE_STEP_SLICE`` instructions or
+``RANGE_STEP_TIME`` seconds per ``poll()``, and a
+reverse continue one history window per ``poll()`` when the target offers
+``reverse_continue_steps`` (a generator; otherwise ``reverse_continue()`` is
+called and answered at once); either is answered like a continue.  A 0x03
+interrupt ends whatever runs and answers with one stop reply.
+
+Malformed or unknown packets get an error or the empty reply; they never
+raise.  A halted guest (HLT with interrupts off) is still a target: it is
+reported stopped with SIGTRAP, so its registers and memory can be read.
 
 Room for reverse execution: ``bs``/``bc`` are dispatched to the target's
 ``reverse_step``/``reverse_continue`` when it has them (record/replay adds
@@ -15,13 +24,35 @@ them) and ``ReverseStep+``/``ReverseContinue+`` are then advertised.
 
 from __future__ import annotations
 
+import time
+
 from . import codec
 from .target import GuestTarget, TargetError, stop_signal
 from .tdesc import target_xml
+from ..machine.consts import M32
 from ..machine.errors import StopKind
 
 PACKET_SIZE = 0x4000
 THREAD = 1
+RANGE_STEP_SLICE = 1000         # instructions a range step takes per poll at most (about 15 ms) …
+RANGE_STEP_TIME = 0.02          # … and seconds: steps of code that cannot be cached cost far more
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _hex(text: str, limit: int = M32) -> int:
+    """A hex number as gdb writes it (no sign, prefix, spaces), at most ``limit``."""
+    if not text or len(text) > 16 or not _HEX.issuperset(text):
+        raise ValueError(f"bad hex number {text[:20]!r}")
+    n = int(text, 16)
+    if n > limit:
+        raise ValueError(f"{n:#x} is out of range")
+    return n
+
+
+def _hex_bytes(text: str) -> bytes:
+    if len(text) % 2 or not _HEX.issuperset(text):
+        raise ValueError("bad hex data")
+    return bytes.fromhex(text)
 
 
 class Session:
@@ -30,6 +61,7 @@ class Session:
         self.decoder = codec.Decoder()
         self.noack = False
         self.running = False                  # resumed for gdb; a stop reply is owed
+        self.job = None                       # while running: a long operation poll() advances
         self.last_sent = b""
         self.detached = False
         self.log = log
@@ -50,6 +82,7 @@ class Session:
                     out += b"-"                # ask again
             elif isinstance(event, codec.Interrupt):
                 if self.running:
+                    self._end_job()
                     self.target.pause("interrupted by gdb")
                     out += self._stop_reply()
             elif isinstance(event, codec.Nack):
@@ -57,12 +90,35 @@ class Session:
         return bytes(out)
 
     def poll(self) -> bytes:
-        """The guest's stop reply if it stopped while running for gdb."""
+        """The guest's stop reply if it stopped while running for gdb; a
+        long operation in progress advances one slice first."""
         if not self.running:
             return b""
-        if self.target.guest.runnable:
+        if self.job is not None:
+            try:
+                done = self.job()
+            except Exception:                  # the guest's own failures end as its state
+                done = True
+            if not done:
+                return b""
+            self.job = None
+        elif self.target.guest.runnable:
             return b""
         return self._stop_reply()
+
+    def _start_job(self, job) -> None:
+        """Run ``job()`` (True when finished) a slice per poll; the stop reply comes then."""
+        self.job = job
+        self.running = True
+
+    def _end_job(self) -> None:
+        job, self.job = self.job, None
+        cancel = getattr(job, "cancel", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:                  # never out of receive(): the stop reply still goes
+                pass
 
     def _send(self, payload: str | bytes) -> bytes:
         frame = codec.encode(payload)
@@ -76,10 +132,11 @@ class Session:
     def stop_reason(self) -> str:
         g = self.target.guest
         stop = g.last_stop
-        if not g.alive:
-            if g.state == "exited":
-                return f"W{(g.exit_status or 0) & 0xFF:02x}"
+        if g.state == "exited":
+            return f"W{(g.exit_status or 0) & 0xFF:02x}"
+        if g.state == "crashed":
             return f"X{stop_signal(stop):02x}"
+        # running, paused, or halted for good: a target that can be inspected
         sig = stop_signal(stop)
         extra = ""
         timeline = getattr(self.target, "timeline", None)
@@ -103,14 +160,19 @@ class Session:
             handler = _SIMPLE.get(head)
             if handler is not None:
                 return handler(self, text[1:])
+            handler = _EXACT.get(text)
+            if handler is not None:
+                return handler(self, "")
             for prefix, fn in _PREFIXED:
                 if text.startswith(prefix):
                     return fn(self, text[len(prefix):])
             return ""                          # unknown: the empty reply
         except TargetError:
             return "E0e"
-        except (ValueError, IndexError, KeyError, TypeError):
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError):
             return "E01"                       # malformed
+        except Exception:                      # a bug of ours must not drop the connection either
+            return "E0f"
 
     # ? g G p P m M X c s k D H T Z z
     def _question(self, _):
@@ -120,35 +182,39 @@ class Session:
         return self.target.read_registers().hex()
 
     def _G(self, arg):
-        self.target.write_registers(bytes.fromhex(arg))
+        self.target.write_registers(_hex_bytes(arg))
         return "OK"
 
     def _p(self, arg):
-        return self.target.read_register(int(arg, 16)).hex()
+        return self.target.read_register(_hex(arg, 0xFFFF)).hex()
 
     def _P(self, arg):
         n, value = arg.split("=")
-        self.target.write_register(int(n, 16), bytes.fromhex(value))
+        self.target.write_register(_hex(n, 0xFFFF), _hex_bytes(value))
         return "OK"
 
     def _m(self, arg):
-        addr, length = (int(x, 16) for x in arg.split(","))
+        addr, length = arg.split(",")
+        addr, length = _hex(addr), _hex(length)
         if length > PACKET_SIZE // 2:
             raise ValueError("too long")
         return self.target.read_memory(addr, length).hex()
 
     def _M(self, arg):
         where, data = arg.split(":")
-        addr, length = (int(x, 16) for x in where.split(","))
-        payload = bytes.fromhex(data)
+        addr, length = where.split(",")
+        addr, length = _hex(addr), _hex(length)
+        payload = _hex_bytes(data)
         if len(payload) != length:
             raise ValueError("length mismatch")
-        self.target.write_memory(addr, payload)
+        if length:
+            self.target.write_memory(addr, payload)
         return "OK"
 
     def _X(self, arg):
         where, _, data = arg.partition(":")
-        addr, length = (int(x, 16) for x in where.split(","))
+        addr, length = where.split(",")
+        addr, length = _hex(addr), _hex(length)
         payload = data.encode("latin-1")
         if len(payload) != length:
             raise ValueError("length mismatch")
@@ -156,12 +222,23 @@ class Session:
             self.target.write_memory(addr, payload)
         return "OK"
 
+    def _resume_at(self, addr: str) -> None:
+        """``c ADDR``/``s ADDR``/``C sig;ADDR``: EIP is written as a recorded input."""
+        if addr:
+            self.target.set_pc(_hex(addr))
+
     def _c(self, arg):
-        if arg:
-            self.target.cpu.eip = int(arg, 16)
+        self._resume_at(arg)
+        return self._continue()
+
+    def _C(self, arg):
+        sig, _, addr = arg.partition(";")
+        _hex(sig, 0xFF)                        # no signals reach a guest: the number is ignored
+        self._resume_at(addr)
         return self._continue()
 
     def _continue(self):
+        self._end_job()
         g = self.target.guest
         if not g.alive:
             return self.stop_reason()
@@ -170,15 +247,25 @@ class Session:
         return None                            # the stop reply comes later (poll)
 
     def _s(self, arg):
-        if arg:
-            self.target.cpu.eip = int(arg, 16)
+        self._resume_at(arg)
+        return self._step()
+
+    def _S(self, arg):
+        sig, _, addr = arg.partition(";")
+        _hex(sig, 0xFF)
+        self._resume_at(addr)
+        return self._step()
+
+    def _step(self):
+        self._end_job()
+        self.running = False
         self.target.step()
         return self.stop_reason()
 
     def _k(self, _):
-        self.target.clear_debug_state()
-        self.target.guest.record_input("reset")
-        self.target.guest.reset()              # this guest only; never the process
+        self._end_job()
+        self.running = False
+        self.target.reset()                    # this guest only; never the process
         self.detached = True
         return None
 
@@ -188,6 +275,7 @@ class Session:
 
     def detach(self) -> None:
         """Detach or a dropped connection: breakpoints go, the guest runs on."""
+        self._end_job()
         self.target.clear_debug_state()
         self.running = False
         self.target.resume()
@@ -197,11 +285,11 @@ class Session:
         return "OK"
 
     def _T(self, arg):
-        return "OK" if int(arg, 16) in (THREAD, 0, -1) else "E01"
+        return "OK" if _thread(arg) in (THREAD, 0, -1) else "E01"
 
     def _Z(self, arg, insert=True):
         kind, addr, length = arg.split(";")[0].split(",")
-        kind, addr, length = int(kind), int(addr, 16), int(length, 16)
+        kind, addr, length = _hex(kind, 0xFF), _hex(addr), _hex(length)
         t = self.target
         if kind in (0, 1):
             (t.add_breakpoint(addr, "sw" if kind == 0 else "hw") if insert else t.remove_breakpoint(addr))
@@ -227,7 +315,8 @@ class Session:
         annex, _, span = arg.partition(":")
         if annex != "target.xml":
             return "E00"
-        offset, length = (int(x, 16) for x in span.split(","))
+        offset, length = span.split(",")
+        offset, length = _hex(offset), _hex(length)
         chunk = self._xml[offset:offset + length]
         return (b"l" if offset + length >= len(self._xml) else b"m") + chunk
 
@@ -254,60 +343,116 @@ class Session:
     def _vCont_query(self, _):
         return "vCont;c;C;s;S;r"
 
-    def _vCont(self, arg):
+    def _vCont_args(self, arg):
         # leftmost action that applies to our one thread wins
-        for action in arg.split(";")[1:]:
+        for action in arg.split(";"):
             what, _, thread = action.partition(":")
-            if thread and int(thread, 16) not in (THREAD, -1, 0):
+            if thread and _thread(thread) not in (THREAD, -1, 0):
                 continue
-            op = what[0]
-            if op in "cC":
+            op = what[:1]
+            if op in ("c", "C"):
+                if op == "C":
+                    _hex(what[1:], 0xFF)
+                elif what[1:]:
+                    raise ValueError(f"bad vCont action {what!r}")
                 return self._continue()
-            if op in "sS":
-                self.target.step()
-                return self.stop_reason()
+            if op in ("s", "S"):
+                if op == "S":
+                    _hex(what[1:], 0xFF)
+                elif what[1:]:
+                    raise ValueError(f"bad vCont action {what!r}")
+                return self._step()
             if op == "r":
-                start, end = (int(x, 16) for x in what[1:].split(","))
-                return self._range_step(start, end)
+                start, end = what[1:].split(",")
+                return self._range_step(_hex(start), _hex(end))
             raise ValueError(f"unsupported vCont action {what!r}")
         return "E01"
 
     def _range_step(self, start: int, end: int):
-        """Step while EIP stays in [start, end) (gdb's `next`/`step` over a line)."""
+        """Step while EIP stays in [start, end) (gdb's `next`/`step` over a
+        line): the first step at once, the rest ``RANGE_STEP_SLICE`` per
+        poll, answered like a continue."""
+        self._end_job()
         t = self.target
-        for _ in range(1_000_000):
-            stop = t.step()
-            if stop.kind != StopKind.STEP or not start <= t.cpu.eip < end:
-                break
-        return self.stop_reason()
+        stop = t.step()
+        if stop.kind != StopKind.STEP or not start <= t.cpu.eip < end:
+            return self.stop_reason()
+
+        def advance() -> bool:
+            # how many steps a slice takes never changes what the guest does
+            deadline = time.perf_counter() + RANGE_STEP_TIME
+            for i in range(RANGE_STEP_SLICE):
+                stop = t.step(off_breakpoint=False)     # a breakpoint inside the range stops it
+                if stop.kind != StopKind.STEP or not start <= t.cpu.eip < end:
+                    return True
+                if time.perf_counter() > deadline:
+                    break
+            return False
+        self._start_job(advance)
+        return None
 
     def _qRcmd(self, arg):
         from .monitor_cmds import run_command
-        text = bytes.fromhex(arg).decode("latin-1")
+        text = _hex_bytes(arg).decode("latin-1")
         return run_command(self.target, text).encode("latin-1").hex() or "OK"
 
     def _bs(self, _):
         if not hasattr(self.target, "reverse_step"):
             return ""
+        self._end_job()
+        self.running = False
         self.target.reverse_step()
         return self.stop_reason()
 
     def _bc(self, _):
         if not hasattr(self.target, "reverse_continue"):
             return ""
-        self.target.reverse_continue()
-        return self.stop_reason()
+        self._end_job()
+        self.running = False
+        steps = getattr(self.target, "reverse_continue_steps", None)
+        if steps is None:
+            self.target.reverse_continue()
+            return self.stop_reason()
+        self._start_job(_ReverseContinue(self.target, steps()))
+        return None
+
+
+def _thread(text: str) -> int:
+    """A thread id: hex, or -1 (all)."""
+    return -1 if text == "-1" else _hex(text)
+
+
+class _ReverseContinue:
+    """A reverse continue one history window per poll.  Interrupted, it
+    stops where its search has got to (the start of the last window)."""
+
+    def __init__(self, target, steps):
+        self.target, self.steps, self.reached = target, steps, None
+
+    def __call__(self) -> bool:
+        try:
+            self.reached = next(self.steps)
+        except StopIteration:
+            return True
+        return False
+
+    def cancel(self) -> None:
+        self.steps.close()
+        timeline = getattr(self.target, "timeline", None)
+        if self.reached is not None and timeline is not None:
+            timeline.seek(self.reached)            # a checkpoint: nothing to run
 
 
 _SIMPLE = {"?": Session._question, "g": Session._g, "G": Session._G, "p": Session._p, "P": Session._P,
            "m": Session._m, "M": Session._M, "X": Session._X, "c": Session._c, "s": Session._s,
+           "C": Session._C, "S": Session._S,
            "k": Session._k, "D": Session._D, "H": Session._H, "T": Session._T, "Z": Session._Z,
            "z": Session._z}
-# longest prefixes first
+# packets whose name is the whole packet ("qC" is not "qCRC:…")
+_EXACT = {"QStartNoAckMode": Session._QStartNoAckMode, "qfThreadInfo": Session._qfThreadInfo,
+          "qsThreadInfo": Session._qsThreadInfo, "qC": Session._qC, "vCont?": Session._vCont_query,
+          "bs": Session._bs, "bc": Session._bc}
+# packets with arguments, by prefix
 _PREFIXED = [("qSupported", Session._qSupported), ("qXfer:features:read:", Session._qXfer_features),
-             ("QStartNoAckMode", Session._QStartNoAckMode), ("qAttached", Session._qAttached),
-             ("qfThreadInfo", Session._qfThreadInfo), ("qsThreadInfo", Session._qsThreadInfo),
-             ("qThreadExtraInfo,", Session._qThreadExtraInfo), ("qC", Session._qC),
-             ("vCont?", Session._vCont_query), ("vCont", Session._vCont), ("qRcmd,", Session._qRcmd),
-             ("bs", Session._bs), ("bc", Session._bc)]
-
+             ("qAttached", Session._qAttached), ("qThreadExtraInfo,", Session._qThreadExtraInfo),
+             ("vCont;", Session._vCont_args), ("qRcmd,", Session._qRcmd)]

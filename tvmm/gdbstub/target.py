@@ -8,15 +8,23 @@ guest-physical addresses.  Device memory and unmapped addresses are errors,
 so reading memory through the debugger never disturbs a device.
 Breakpoints and watchpoints live in the processor model (``cpu.breakpoints``,
 ``cpu.watchpoints``), not in guest memory: reads show the original bytes.
+
+Every change a debugger makes to the guest — registers (EIP included, for
+``c ADDR``/``s ADDR`` too), segment registers, system registers, memory, a
+kill's reset — goes through ``Guest.apply_input``: recorded, and applied by
+the same function a replay uses.  Requests nothing could honour (a
+watchpoint over more than the address space, a selector the guest's tables
+do not describe) are refused with ``TargetError`` before anything changes.
 """
 
 from __future__ import annotations
 
 import struct
 
-from ..machine import debug, segments
+from ..machine import debug
 from ..machine.consts import M32
 from ..monitor import inspect
+from ..monitor.record import SEGMENT_NAMES, InputRejected
 from ..machine.errors import Stop, StopKind
 
 # gdb's i386 register numbers (org.gnu.gdb.i386.core, then our system feature)
@@ -28,6 +36,8 @@ SYSTEM = ("cr0", "cr2", "cr3", "cr4", "gdtr_base", "gdtr_limit", "idtr_base", "i
           "shadow_cr3")
 ALL = CORE + X87 + SYSTEM
 SIZES = {name: (10 if name.startswith("st") else 4) for name in ALL}
+READ_ONLY = ("tr", "ldtr", "shadow_cr3")
+MAX_BREAKPOINTS = 4096
 
 
 class TargetError(Exception):
@@ -43,6 +53,8 @@ class GuestTarget:
         if timeline is not None:                # only then can the session offer bs/bc
             self.reverse_step = timeline.reverse_step
             self.reverse_continue = timeline.reverse_continue
+            if hasattr(timeline, "reverse_continue_steps"):     # in slices: answered by the session's poll
+                self.reverse_continue_steps = timeline.reverse_continue_steps
 
     @property
     def cpu(self):
@@ -71,65 +83,65 @@ class GuestTarget:
                  "shadow_cr3": lambda: cpu.cr3}[name]()
         return struct.pack("<I", v & M32)
 
-    def write_register(self, n: int, data: bytes) -> None:
+    def _input_for(self, n: int, data: bytes) -> tuple[str, dict] | None:
+        """The input that writes ``data`` into register ``n`` (None: nothing to do)."""
         if not 0 <= n < len(ALL) or len(data) != SIZES[ALL[n]]:
             raise TargetError("bad register write")
-        name, cpu = ALL[n], self.cpu
+        name = ALL[n]
         if name in X87:
             if any(data):
                 raise TargetError("no FPU")
-            return
-        v = struct.unpack("<I", data)[0]
-        if n < 10:                                  # general registers, EIP, EFLAGS: replayable inputs
-            self.guest.record_input("reg", {"name": name, "value": v})
-        if n < 8:
-            cpu.regs[n] = v
-        elif name == "eip":
-            cpu.eip = v
-        elif name == "eflags":
-            cpu.set_eflags(v)
-        elif n < 16:
-            self._load_segment(SEG_ORDER[n - 10], v & 0xFFFF)
-        elif name in ("cr0", "cr3", "cr4"):
-            getattr(cpu, f"set_{name}")(v)
-        elif name == "cr2":
-            cpu.cr2 = v
-        elif name in ("gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit"):
-            setattr(cpu, name, v if name.endswith("base") else v & 0xFFFF)
-        else:
+            return None
+        if name in READ_ONLY:
             raise TargetError(f"{name} is read-only here")
+        v = struct.unpack("<I", data)[0]
+        if name in SEGMENT_NAMES:
+            if v > 0xFFFF:
+                raise TargetError(f"{name}: a selector is 16 bits")
+            if self.cpu.seg_sel[SEGMENT_NAMES.index(name)] == v:
+                return None                         # gdb writes back what it read
+            return "seg", {"name": name, "selector": v}
+        return "reg", {"name": name, "value": v}
+
+    def write_register(self, n: int, data: bytes) -> None:
+        item = self._input_for(n, data)
+        if item is not None:
+            self._apply([item])
+
+    def _apply(self, inputs: list) -> None:
+        try:
+            self.guest.apply_inputs(inputs)
+        except InputRejected as e:
+            raise TargetError(str(e)) from None
         self.guest.note_debugger_write()
 
-    def _load_segment(self, seg: int, sel: int) -> None:
-        cpu = self.cpu
-        if cpu.seg_sel[seg] == sel:
-            return
-        if not cpu.protected:
-            segments.load_real(cpu, seg, sel)
-            return
-        try:
-            if seg == 1:
-                raise TargetError("cannot change CS from the debugger in protected mode")
-            segments.load_data(cpu, seg, sel) if seg != 2 else segments.load_ss(cpu, sel)
-        except Exception as e:                  # a bad selector: the guest is left as it was
-            raise TargetError(f"cannot load selector {sel:#x}: {e}") from None
+    def set_pc(self, addr: int) -> None:
+        """``c ADDR``/``s ADDR``: resume at another address (a recorded input)."""
+        if not 0 <= addr <= M32:
+            raise TargetError("address beyond 32 bits")
+        self._apply([("reg", {"name": "eip", "value": addr})])
 
     def read_registers(self) -> bytes:
         return b"".join(self.read_register(n) for n in range(len(CORE) + len(X87)))
 
     def write_registers(self, data: bytes) -> None:
-        pos = 0
+        """``G``: the registers that change, all or none."""
+        inputs, pos = [], 0
         for n in range(len(CORE) + len(X87)):
             size = SIZES[ALL[n]]
             if pos + size > len(data):
                 break
             chunk = data[pos:pos + size]
-            if n < len(CORE) or any(chunk):
-                if n < len(CORE) and self.read_register(n) == chunk:
-                    pos += size
-                    continue
-                self.write_register(n, chunk)
             pos += size
+            if n < len(CORE) and self.read_register(n) == chunk:
+                continue
+            item = self._input_for(n, chunk)
+            if item is not None:
+                inputs.append(item)
+        if pos != len(data):
+            raise TargetError("G: more bytes than registers")
+        if inputs:
+            self._apply(inputs)
 
     # -- memory ----------------------------------------------------------------------------
     def read_memory(self, addr: int, length: int) -> bytes:
@@ -139,18 +151,19 @@ class GuestTarget:
             raise TargetError(str(e)) from None
 
     def write_memory(self, addr: int, data: bytes) -> None:
-        try:
-            if not self.physical:
-                inspect.translate(self.guest, addr)     # (fails below before anything is recorded)
-            inspect.write(self.guest, addr, data, self.physical)
-        except inspect.AccessError as e:
-            raise TargetError(str(e)) from None
-        if not self.physical:
-            self.guest.record_input("mem", {"addr": addr, "bytes": data.hex()})
-        self.guest.note_debugger_write()
+        if not 0 <= addr <= M32:
+            raise TargetError("address beyond 32 bits")
+        item = {"addr": addr, "bytes": data.hex()}
+        if self.physical:
+            item["physical"] = True
+        self._apply([("mem", item)])
 
     # -- breakpoints and watchpoints -----------------------------------------------------------
     def add_breakpoint(self, addr: int, kind: str) -> None:
+        if not 0 <= addr <= M32:
+            raise TargetError("address beyond 32 bits")
+        if addr not in self.cpu.breakpoints and len(self.cpu.breakpoints) >= MAX_BREAKPOINTS:
+            raise TargetError(f"at most {MAX_BREAKPOINTS} breakpoints")
         self.bp_kinds[addr] = kind
         self.cpu.breakpoints.add(addr)
         self.cpu._refresh()
@@ -161,6 +174,9 @@ class GuestTarget:
         self.cpu._refresh()
 
     def add_watchpoint(self, addr: int, length: int, kind: str) -> None:
+        problem = debug.watch_problem(self.cpu, addr, length)
+        if problem is not None:
+            raise TargetError(problem)
         self.cpu.watchpoints.append((addr, length, kind))
         debug.update_watch_pages(self.cpu)
 
@@ -180,16 +196,22 @@ class GuestTarget:
         debug.update_watch_pages(cpu)
 
     # -- execution -------------------------------------------------------------------------------
-    def step(self) -> Stop:
-        """Exactly one instruction (a breakpoint at EIP does not stop it)."""
+    def step(self, off_breakpoint: bool = True) -> Stop:
+        """Exactly one instruction.  A breakpoint at EIP does not stop it
+        (``off_breakpoint``, the first step of a resume) or stops it before
+        it runs (later steps of a range step)."""
         g = self.guest
         if not g.alive:
             return g.last_stop
         if self.timeline is not None:
             self.timeline.at_beginning = False
-        self.cpu.skip_bp_once = True
-        stop = g.step()
-        return stop
+        self.cpu.skip_bp_once = off_breakpoint
+        return g.step()
+
+    def reset(self) -> None:
+        """A kill: this guest reboots (a recorded input); never the process."""
+        self.clear_debug_state()
+        self._apply([("reset", None)])
 
     def resume(self) -> None:
         if self.timeline is not None:
@@ -198,7 +220,13 @@ class GuestTarget:
         self.guest.resume(debugger=True)
 
     def pause(self, reason: str) -> None:
-        self.guest.pause(reason)
+        """A 0x03: stop running (a guest paused for a range step or a reverse
+        search is stopped by the interrupt too)."""
+        g = self.guest
+        if g.state == "paused":
+            g.last_stop = Stop(StopKind.REQUEST, reason, {"interrupt": True})
+        else:
+            g.pause(reason)
 
 
 def stop_signal(stop: Stop | None) -> int:

@@ -6,14 +6,21 @@ Invariants:
   to them takes the slow path, which calls ``check_data_access``.
 - A data breakpoint is a trap: the access completes, the running block is cut
   after the current instruction, and #DB is delivered before the next one.
+- Debugger watchpoints lie inside the 32-bit linear address space, and
+  together keep at most ``MAX_WATCH_PAGES`` pages out of the TLB
+  (``watch_problem`` says why one cannot be set): every access to a watched
+  page takes the slow path, and the page set itself costs memory.
 """
 
 from __future__ import annotations
 
-from .consts import DB, RF
+from .consts import DB, M32, RF
 from .errors import CpuFault, Stop, StopKind
 
 LEN = {0: 1, 1: 2, 2: 8, 3: 4}
+MAX_WATCHPOINTS = 256
+MAX_WATCH_PAGES = 4096           # 16 MiB watched in all: larger regions are refused, not slowed to a crawl
+_PAGES = 1 << 20                 # linear pages in 4 GiB
 
 
 def _enabled(dr7: int, i: int) -> bool:
@@ -67,6 +74,30 @@ def check_data_access(cpu, lin: int, size: int, write: bool) -> None:
                 cpu.end_block()
 
 
+def _watch_vpns(lin: int, length: int) -> range:
+    return range(lin >> 12, min(_PAGES, ((lin + max(length, 1) - 1) >> 12) + 1))
+
+
+def watch_problem(cpu, lin: int, length: int) -> str | None:
+    """Why a debugger watchpoint over ``[lin, lin + length)`` cannot be
+    honoured (None: it can)."""
+    if not 0 <= lin <= M32:
+        return f"address {lin:#x} is beyond the 32-bit linear address space"
+    if length < 1:
+        return "a watchpoint must cover at least one byte"
+    if lin + length > M32 + 1:
+        return f"{length:#x} bytes from {lin:#x} run past the end of the linear address space"
+    if len(cpu.watchpoints) >= MAX_WATCHPOINTS:
+        return f"at most {MAX_WATCHPOINTS} watchpoints"
+    pages = set(_watch_vpns(lin, length)) if length <= MAX_WATCH_PAGES << 12 else None
+    if pages is not None:
+        for (wlin, wlen, _k) in cpu.watchpoints:
+            pages.update(_watch_vpns(wlin, wlen))
+    if pages is None or len(pages) > MAX_WATCH_PAGES:
+        return f"watchpoints may cover at most {MAX_WATCH_PAGES * 4096 >> 20} MiB in all"
+    return None
+
+
 def update_watch_pages(cpu) -> None:
     """Recompute the pages kept out of the TLB; call after DR7/DRn or watchpoint changes."""
     vpns = set()
@@ -77,7 +108,7 @@ def update_watch_pages(cpu) -> None:
             vpns.add(a >> 12)
             vpns.add((a + 7) >> 12)
     for (wlin, wlen, _k) in cpu.watchpoints:
-        vpns.update(range(wlin >> 12, ((wlin + max(wlen, 1) - 1) >> 12) + 1))
+        vpns.update(_watch_vpns(wlin, wlen))
     if vpns != cpu.watch_vpns:
         cpu.watch_vpns = vpns
         cpu.flush_tlb(keep_global=False)

@@ -159,7 +159,7 @@ def _decode(buf, pos: int, code32: bool) -> Insn:
                 if gm not in ("SMSW", "LMSW"):
                     return _bad(d, buf, start, pos, "UD")
             mnem, spec, flags = gm, gspec, gflags
-        if modrm >> 6 == 3 or spec[:1] == "R":
+        if modrm >> 6 == 3 or spec[:1] == "R" or spec.endswith(",Rd"):
             # MOV to/from CRn/DRn ignores mod: the operand is always a register.
             d.rm = modrm & 7
         else:

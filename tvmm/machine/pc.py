@@ -95,9 +95,15 @@ class PC:
         self.port61 = SystemControlPortB(clock, self.pit)
         # As QEMU's PC (whose behaviour kernels are tested against), the UART's
         # interrupt reaches its IRQ line whatever MCR.OUT2 says: xv6 writes
-        # MCR = 0 and still expects receive interrupts.
-        self.com1 = Uart(clock, self.irq[4], COM1, on_console, name="com1", out2_gates_irq=False)
-        self.com2 = Uart(clock, self.irq[3], COM2, on_console2, name="com2", out2_gates_irq=False)
+        # MCR = 0 and still expects receive interrupts.  What reaches a COM
+        # port from outside is the user's input (the UI, --send, a replayed
+        # session): flow-controlled, so it waits for the guest instead of
+        # overrunning a receiver without FIFOs (QEMU's serial back end does
+        # the same).  Loopback still overruns.
+        self.com1 = Uart(clock, self.irq[4], COM1, on_console, name="com1", out2_gates_irq=False,
+                         flow_control=True)
+        self.com2 = Uart(clock, self.irq[3], COM2, on_console2, name="com2", out2_gates_irq=False,
+                         flow_control=True)
         self.rtc = Rtc(clock, self.irq[8], mem_size=mem_size)
         self.kbc = Kbc(self.irq[1], irq12=self.irq[12], on_reset=self._reset_request, on_a20=self._a20)
         self.port92 = SystemControlPortA(on_reset=self._reset_request, on_a20=self._a20)

@@ -35,6 +35,24 @@ from .vcpu import ExitPort, VirtualCpu
 PAGE = 4096
 
 RUNNING, PAUSED, HALTED, EXITED, CRASHED = "running", "paused", "halted", "exited", "crashed"
+RESET = "reset"                          # not a state: what a guest's reset request leads to
+
+
+def state_after(stop: Stop, exit_status: int | None) -> tuple[str, str]:
+    """The state a (non-budget) stop leaves a guest in, with the reason:
+    halted for good, exited through debug-exit, crashed, paused (breakpoints,
+    steps, requests), or ``RESET`` when the guest asked to be reset.  Shared
+    by monitored guests and ``tvmm run --bare``."""
+    kind = stop.kind
+    if kind == StopKind.HALTED:
+        return HALTED, "halted with interrupts disabled (nothing can wake it)"
+    if kind == StopKind.REQUEST and exit_status is not None:
+        return EXITED, f"debug-exit status {exit_status}"
+    if kind == StopKind.REQUEST and stop.data.get("reset"):
+        return RESET, "reset requested by the guest"
+    if kind in (StopKind.SHUTDOWN, StopKind.ERROR):
+        return CRASHED, str(stop)
+    return PAUSED, str(stop)
 
 
 class Guest:
@@ -52,6 +70,7 @@ class Guest:
         self.debugger_attached = False
         self.recorder = None                     # a record.Recorder while a session is recorded
         self.timeline = None                     # a timeline.Timeline while a debugger may go back
+        self.pages = None                        # a dirty.GuestPages once something logs its writes
         self._boots = boot                  # False: left at power-on state for the caller to load
         self.frames = monitor.frames.alloc(spec.mem // PAGE)
         self.extra_frames: list[int] = []         # ROM contents
@@ -130,23 +149,18 @@ class Guest:
             stop = self.pc.run(max_insns)
         finally:
             monitor.current = None
-        kind = stop.kind
-        if kind == StopKind.BUDGET:
+        if stop.kind == StopKind.BUDGET:
             return stop
         self.last_stop = stop
-        if kind == StopKind.HALTED:
-            self._end(HALTED, "halted with interrupts disabled (nothing can wake it)")
-        elif kind == StopKind.REQUEST and self.pc.exit_status is not None:
-            self.exit_status = self.pc.exit_status
-            self._end(EXITED, f"debug-exit status {self.exit_status}")
-        elif kind == StopKind.REQUEST and stop.data.get("reset"):
-            self.log.record(self.name, self.icount, ev.GUEST_STOP, "reset requested by the guest")
+        state, reason = state_after(stop, self.pc.exit_status)
+        if state == RESET:
+            self.log.record(self.name, self.icount, ev.GUEST_STOP, reason)
             self.reset()
-        elif kind in (StopKind.SHUTDOWN, StopKind.ERROR):
-            self._end(CRASHED, str(stop))
-        else:                                  # breakpoints, steps, watchpoints, other requests
-            self.state = PAUSED
-            self.reason = str(stop)
+        elif state == PAUSED:                  # breakpoints, steps, watchpoints, other requests
+            self.state, self.reason = state, reason
+        else:
+            self.exit_status = self.pc.exit_status if state == EXITED else self.exit_status
+            self._end(state, reason)
         return stop
 
     def _end(self, state: str, reason: str) -> None:
@@ -196,8 +210,28 @@ class Guest:
         self.last_stop = stop
         return stop
 
+    def apply_input(self, kind: str, data=None) -> None:
+        """The one way an outside change reaches this guest (console input,
+        keys, a reset, a debugger's register, segment and memory writes; the
+        kinds are listed in record.py): checked against the guest's state,
+        then recorded (the session's recorder, the timeline) and applied with
+        the function a replay uses, so a recorded session replays exactly.
+        Raises ``record.InputRejected``, with nothing changed or recorded,
+        when it cannot be applied."""
+        self.apply_inputs([(kind, data)])
+
+    def apply_inputs(self, inputs) -> None:
+        """Several inputs at once, all or none (a debugger's ``G`` packet):
+        each is checked before any is recorded or applied."""
+        from .record import prepare_input
+        ready = [(kind, data, prepare_input(self, kind, data)) for kind, data in inputs]
+        for kind, data, apply in ready:
+            self.record_input(kind, data)
+            apply()
+
     def record_input(self, kind: str, data=None) -> None:
-        """An outside input is being applied now (see record.py)."""
+        """An outside input is being applied now (see record.py).  Only for
+        callers that apply it themselves; prefer ``apply_input``."""
         if self.recorder is not None:
             self.recorder.input(self, kind, data)
         if self.timeline is not None:
@@ -212,12 +246,16 @@ class Guest:
         monitor = self.monitor
         breakpoints, watchpoints = set(self.vcpu.breakpoints), list(self.vcpu.watchpoints)
         self.shadow.release()
+        if self.pages is not None:
+            self.pages.release_frames()
         monitor.frames.free(self.frames + self.extra_frames)
         self.extra_frames = []
         self.frames = monitor.frames.alloc(self.spec.mem // PAGE)
         self.console.clear()
         self.state, self.reason, self.exit_status = RUNNING, "", None
         self._build()
+        if self.pages is not None:
+            self.pages.frames_replaced()
         self.vcpu.breakpoints.update(breakpoints)      # a debugger's breakpoints outlive a reboot
         self.vcpu.watchpoints.extend(watchpoints)
         debug.update_watch_pages(self.vcpu)
@@ -225,6 +263,9 @@ class Guest:
 
     def destroy(self) -> None:
         self.shadow.release()
+        if self.pages is not None:
+            for c in list(self.pages.consumers):
+                self.pages.unsubscribe(c)
         self.monitor.frames.free(self.frames + self.extra_frames)
         self.frames, self.extra_frames = [], []
 

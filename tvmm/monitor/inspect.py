@@ -95,3 +95,11 @@ def flags(entry: int | None) -> str:
         return "-"
     names = [(1, "P"), (2, "W"), (4, "U"), (0x20, "A"), (0x40, "D"), (0x80, "S"), (0x100, "G")]
     return "".join(n if entry & bit else "." for bit, n in names)
+
+
+def compact_flags(entry: int | None) -> str:
+    """Five characters: present, writable, user, accessed, dirty (as ``flags``
+    without page size and global), for narrow displays."""
+    if entry is None:
+        return "-"
+    return "".join(n if entry & bit else "." for bit, n in ((1, "P"), (2, "W"), (4, "U"), (0x20, "A"), (0x40, "D")))

@@ -10,18 +10,31 @@ guest's state and the console output produced since the previous digest.
 The file is JSON lines, append-only and flushed after every line (a crash
 loses nothing written before it)::
 
-    {"t": "session", "format": 1, "tvmm": "0.1.0", "guests": [{"spec": {...}, "files": {"kernel": "<sha256>"}}]}
+    {"t": "session", "format": 2, "tvmm": "0.1.0", "guests": [{"spec": {...}, "files": {"kernel": "<sha256>"}}]}
     {"t": "input", "guest": "g", "time": 1234, "kind": "serial", "data": "ls\\n"}
-    {"t": "digest", "guest": "g", "time": 2000000, "regs": "<sha256>", "mem": "<crc32>-<frames>", "out": "console text"}
+    {"t": "digest", "guest": "g", "time": 2000000, "regs": "<sha256>", "mem": "<digest>-<frames>", "out": "console text"}
     {"t": "end", "guest": "g", "time": 4571, "state": "halted", "reason": "..."}
 
-Input kinds: ``serial`` (bytes typed into COM1, latin-1 text), ``key``
-(scancodes, hex), ``reset``, ``reg`` (a debugger's register write: name and
-value) and ``mem`` (a debugger's memory write: guest-virtual address and hex
-bytes).  Replaying runs each guest to exactly each recorded time (guests are
-independent, so each is replayed on its own), applies the input, and
-compares digests; the first difference is reported with the guest, its time
-and what differed.
+Input kinds (every outside change goes through ``Guest.apply_input``, which
+records it and applies it with ``apply_input`` below, as a replay does):
+``serial`` (bytes typed into COM1, latin-1 text), ``key`` (scancodes, hex),
+``reset``, ``reg`` (a debugger's register write, ``{"name", "value"}``: the
+general registers, ``eip`` — also ``c ADDR``/``s ADDR`` — ``eflags``,
+``cr0``/``cr2``/``cr3``/``cr4``, ``gdtr_base``/``gdtr_limit``/``idtr_base``/
+``idtr_limit``), ``seg`` (a debugger's segment register load,
+``{"name": "ds", "selector": 16}``: the descriptor is read from the guest's
+own tables without setting its accessed bit, with the processor's checks;
+CS only outside protected mode) and ``mem`` (a debugger's memory write,
+``{"addr", "bytes"}``: guest-virtual address and hex bytes, with
+``"physical": true`` for a guest-physical one).
+
+The memory digest (format 2) is ``digest.MemoryDigest``: 16 hex digits,
+kept current from the dirty log, so recording costs what the guest writes
+rather than what it owns; format 1 sessions (a CRC-32 of all RAM, 8 hex
+digits) still replay.  Replaying runs each guest to exactly each recorded
+time (guests are independent, so each is replayed on its own), applies the
+input, and compares digests; the first difference is reported with the
+guest, its time and what differed.
 """
 
 from __future__ import annotations
@@ -34,8 +47,11 @@ from pathlib import Path
 
 from .. import __version__
 from ..guestspec import GuestSpec
+from .digest import MemoryDigest
+from . import session_schema
 
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)                  # what this tvmm replays
 DIGEST_EVERY = 2_000_000          # guest time between digests
 FILE_KEYS = ("kernel", "disk0", "disk1", "rom")
 
@@ -53,19 +69,30 @@ def regs_digest(guest) -> str:
 
 
 def mem_digest(guest) -> str:
-    """A checksum of the guest's RAM in guest-physical order, read in place
-    (CRC-32 per run of contiguous host frames, chained: replays are not
-    adversarial, and this is several times faster than a cryptographic hash)."""
+    """Format 1: a checksum of the guest's RAM in guest-physical order, read in
+    place (CRC-32 over runs of contiguous host frames, chained: replays are
+    not adversarial).  Frames the host never backed are zeros and are fed
+    from a zero buffer instead of being touched."""
     view = memoryview(guest.monitor.host.ram)
+    populated = guest.monitor.host.populated_pages()
     frames = guest.frames
-    crc, i = 0, 0
-    while i < len(frames):                        # runs of contiguous host frames at once
-        j = i
-        while j + 1 < len(frames) and frames[j + 1] == frames[j] + 1:
+    crc, i, n = 0, 0, len(frames)
+    while i < n:
+        backed = populated is None or frames[i] in populated
+        j = i                                     # a run: contiguous host frames, all backed or all holes
+        while j + 1 < n and frames[j + 1] == frames[j] + 1 \
+                and (populated is None or (frames[j + 1] in populated) == backed):
             j += 1
-        crc = zlib.crc32(view[frames[i] * 4096:(frames[j] + 1) * 4096], crc)
+        if backed:
+            crc = zlib.crc32(view[frames[i] * 4096:(frames[j] + 1) * 4096], crc)
+        else:
+            for k in range(i, j + 1, 256):
+                crc = zlib.crc32(_ZEROS[:min(256, j + 1 - k) * 4096], crc)
         i = j + 1
     return f"{crc:08x}-{len(frames)}"
+
+
+_ZEROS = bytes(256 * 4096)
 
 
 def file_hash(path: str) -> str:
@@ -93,6 +120,7 @@ class Recorder:
         self.next_digest = {g.name: digest_every for g in monitor.guests}
         self.console_at = {g.name: 0 for g in monitor.guests}
         self.ended: set[str] = set()
+        self.digests = {g.name: MemoryDigest(g) for g in monitor.guests}
         self._write({"t": "session", "format": FORMAT, "tvmm": __version__,
                      "digest_every": digest_every, "guests": [spec_record(g.spec) for g in monitor.guests]})
         for g in monitor.guests:
@@ -112,7 +140,7 @@ class Recorder:
 
     def digest(self, guest) -> None:
         self._write({"t": "digest", "guest": guest.name, "time": guest.now(), "regs": regs_digest(guest),
-                     "mem": mem_digest(guest), "out": self._out(guest)})
+                     "mem": self.digests[guest.name].value(), "out": self._out(guest)})
 
     def checkpoint(self) -> None:
         """Digest each guest whose time passed its next digest point (its
@@ -132,6 +160,8 @@ class Recorder:
         for g in self.monitor.guests:
             if g.name not in self.ended:
                 self.digest(g)
+        for d in self.digests.values():
+            d.close()
         self.f.close()
 
 
@@ -153,11 +183,13 @@ def load(path: str) -> tuple[dict, list[dict]]:
             if n == len(lines):
                 break                               # a crash mid-line: the rest is intact
             raise SessionError(f"{path}:{n}: not a JSON line") from None
+    session_schema.validate(path, records)          # the documented structure, one line per problem
     if not records or records[0].get("t") != "session":
         raise SessionError(f"{path}: not a tvmm session (no session header)")
     head = records[0]
-    if head.get("format") != FORMAT:
-        raise SessionError(f"{path}: session format {head.get('format')} (this tvmm reads format {FORMAT})")
+    if head.get("format") not in FORMATS:
+        raise SessionError(f"{path}: session format {head.get('format')} (this tvmm reads formats "
+                           f"{', '.join(map(str, FORMATS))})")
     return head, records[1:]
 
 
@@ -179,33 +211,133 @@ def specs_of(head: dict, check_files: bool = True) -> list[GuestSpec]:
     return specs
 
 
+class InputRejected(SessionError):
+    """An input that cannot be applied to the guest as it is now (a selector
+    its tables do not describe, memory it does not map, a read-only
+    register): nothing was changed, nothing was recorded."""
+
+
 def apply_input(guest, kind: str, data) -> None:
-    if kind == "serial":
-        guest.pc.com1.feed(data.encode("latin-1"))
-    elif kind == "key":
-        guest.pc.kbc.press(bytes.fromhex(data))
-    elif kind == "reset":
-        guest.reset()
-    elif kind == "reg":
-        _set_register(guest, data["name"], data["value"])
-    elif kind == "mem":
-        from . import inspect
-        inspect.write(guest, data["addr"], bytes.fromhex(data["bytes"]))
-    else:
-        raise SessionError(f"unknown input kind {kind!r}")
+    """Apply one recorded input (replay, the timeline, and through
+    ``Guest.apply_input`` every live outside change)."""
+    prepare_input(guest, kind, data)()
 
 
-def _set_register(guest, name: str, value: int) -> None:
-    cpu = guest.vcpu
-    gprs = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
-    if name in gprs:
-        cpu.regs[gprs.index(name)] = value
-    elif name == "eip":
-        cpu.eip = value
-    elif name == "eflags":
-        cpu.set_eflags(value)
+def prepare_input(guest, kind: str, data):
+    """Check an input against the guest's state now and return the function
+    that applies it.  Raises ``InputRejected`` — before anything changes —
+    when it cannot be applied, so a caller can record it only once it is
+    sure to take effect."""
+    try:
+        if kind == "serial":
+            text = data.encode("latin-1")
+            return lambda: guest.pc.com1.feed(text)
+        if kind == "key":
+            codes = bytes.fromhex(data)
+            return lambda: guest.pc.kbc.press(codes)
+        if kind == "reset":
+            return guest.reset
+        if kind == "reg":
+            return _prepare_register(guest, data["name"], _u32(data["value"]))
+        if kind == "seg":
+            return _prepare_segment(guest, data["name"], _u32(data["selector"]))
+        if kind == "mem":
+            return _prepare_memory(guest, _u32(data["addr"]), bytes.fromhex(data["bytes"]),
+                                   bool(data.get("physical", False)))
+    except (TypeError, KeyError, ValueError, AttributeError, UnicodeError) as e:
+        raise InputRejected(f"malformed {kind} input {data!r}: {e}") from None
+    raise SessionError(f"unknown input kind {kind!r}")
+
+
+def _u32(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{value!r} is not a 32-bit value")
+    return value
+
+
+_GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+_TABLE_REGS = ("gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit")
+SEGMENT_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")       # the processor's order (ES=0 … GS=5)
+
+
+def _prepare_register(guest, name: str, value: int):
+    if name in _GPRS:
+        i = _GPRS.index(name)
+        return lambda: guest.vcpu.regs.__setitem__(i, value)
+    if name == "eip":
+        return lambda: setattr(guest.vcpu, "eip", value)
+    if name == "eflags":
+        def set_eflags():
+            guest.vcpu.set_eflags(value)
+            guest.vcpu._refresh()                     # TF decides single-instruction mode
+        return set_eflags
+    if name in ("cr0", "cr3", "cr4"):
+        return lambda: getattr(guest.vcpu, f"set_{name}")(value)   # the monitor's view: shadows follow
+    if name == "cr2":
+        return lambda: setattr(guest.vcpu, "cr2", value)
+    if name in _TABLE_REGS:
+        v = value if name.endswith("base") else value & 0xFFFF
+        return lambda: setattr(guest.vcpu, name, v)
+    raise InputRejected(f"register {name!r} cannot be written")
+
+
+def _prepare_segment(guest, name: str, sel: int):
+    """A segment register load from outside: the descriptor read side-effect
+    free from the guest's own tables, the checks MOV Sreg makes."""
+    from ..machine import segments
+    from ..machine.consts import DESC_CODE, DESC_CONFORMING, DESC_P, DESC_RW, DESC_S
+    if name not in SEGMENT_NAMES:
+        raise InputRejected(f"no segment register {name!r}")
+    seg, cpu = SEGMENT_NAMES.index(name), guest.vcpu
+    if sel > 0xFFFF:
+        raise InputRejected(f"selector {sel:#x} is wider than 16 bits")
+    if not cpu.protected:
+        return lambda: segments.load_real(guest.vcpu, seg, sel)
+    if name == "cs":
+        raise InputRejected("CS cannot be loaded from outside in protected mode (it sets the privilege level)")
+    if not sel & 0xFFFC:
+        if name == "ss":
+            raise InputRejected("SS cannot hold a null selector")
+        return lambda: segments.set_cache(guest.vcpu, seg, sel, 0, 0, 0)
+    if sel & 4:
+        if not cpu.ldtr_sel & 0xFFFC:
+            raise InputRejected(f"selector {sel:#x} names the LDT and there is none")
+        base, limit = cpu.ldtr_base, cpu.ldtr_limit
     else:
-        raise SessionError(f"cannot replay a write to register {name!r}")
+        base, limit = cpu.gdtr_base, cpu.gdtr_limit
+    index = sel & 0xFFF8
+    if index + 7 > limit:
+        raise InputRejected(f"selector {sel:#x} is beyond its descriptor table's limit")
+    from . import inspect
+    try:
+        raw = inspect.read(guest, (base + index) & 0xFFFFFFFF, 8)
+    except inspect.AccessError as e:
+        raise InputRejected(f"selector {sel:#x}: its descriptor cannot be read ({e})") from None
+    lo, hi = int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
+    attr = segments.desc_attr(hi)
+    rpl, dpl = sel & 3, segments.dpl(attr)
+    if not attr & DESC_S:
+        raise InputRejected(f"selector {sel:#x} is a system descriptor")
+    if name == "ss":
+        ok = attr & DESC_RW and not attr & DESC_CODE and rpl == cpu.cpl and dpl == cpu.cpl
+    else:
+        ok = (not attr & DESC_CODE or attr & DESC_RW) and \
+            (attr & DESC_CODE and attr & DESC_CONFORMING or dpl >= max(cpu.cpl, rpl))
+    if not ok:
+        raise InputRejected(f"selector {sel:#x} cannot be loaded into {name.upper()} at CPL {cpu.cpl}")
+    if not attr & DESC_P:
+        raise InputRejected(f"selector {sel:#x}: the segment is not present")
+    base_, limit_ = segments.desc_base(lo, hi), segments.desc_limit(lo, hi)
+    return lambda: segments.set_cache(guest.vcpu, seg, sel, base_, limit_, attr)
+
+
+def _prepare_memory(guest, addr: int, data: bytes, physical: bool):
+    from . import inspect
+    try:
+        inspect.read(guest, addr, len(data), physical)      # every page is guest RAM, or nothing is written
+    except inspect.AccessError as e:
+        raise InputRejected(str(e)) from None
+    return lambda: inspect.write(guest, addr, data, physical)
 
 
 class Divergence(Exception):
@@ -221,31 +353,43 @@ def replay(monitor, records: list[dict], on_progress=None) -> dict[str, int]:
     guest."""
     checked = {g.name: 0 for g in monitor.guests}
     console_at = {g.name: 0 for g in monitor.guests}
-    for rec in records:
-        kind = rec.get("t")
-        if kind not in ("input", "digest", "end"):
-            continue
-        g = monitor.guest(rec["guest"])
-        _run_to(g, rec["time"])
-        if kind == "input":
-            apply_input(g, rec["kind"], rec["data"])
-        elif kind == "digest":
-            out = bytes(g.console[console_at[g.name]:]).decode("latin-1")
-            console_at[g.name] = len(g.console)
-            if out != rec["out"]:
-                raise Divergence(g.name, rec["time"], f"console output differs: expected {rec['out'][:60]!r}, "
-                                                      f"got {out[:60]!r}")
-            if regs_digest(g) != rec["regs"]:
-                raise Divergence(g.name, rec["time"], f"registers differ (eip now {g.vcpu.eip:#010x})")
-            if mem_digest(g) != rec["mem"]:
-                raise Divergence(g.name, rec["time"], "memory differs")
-            checked[g.name] += 1
-        elif kind == "end":
-            if g.state != rec["state"]:
-                raise Divergence(g.name, rec["time"], f"expected the guest {rec['state']} ({rec['reason']}), "
-                                                      f"it is {g.state} {g.reason}".rstrip())
-        if on_progress:
-            on_progress(g, rec)
+    digests: dict = {}
+
+    def memory(g, recorded) -> str:
+        if len(str(recorded).split("-")[0]) == 8:           # format 1
+            return mem_digest(g)
+        if g.name not in digests:
+            digests[g.name] = MemoryDigest(g)
+        return digests[g.name].value()
+    try:
+        for rec in records:
+            kind = rec.get("t")
+            if kind not in ("input", "digest", "end"):
+                continue
+            g = monitor.guest(rec["guest"])
+            _run_to(g, rec["time"])
+            if kind == "input":
+                apply_input(g, rec["kind"], rec["data"])
+            elif kind == "digest":
+                out = bytes(g.console[console_at[g.name]:]).decode("latin-1")
+                console_at[g.name] = len(g.console)
+                if out != rec["out"]:
+                    raise Divergence(g.name, rec["time"], f"console output differs: expected {rec['out'][:60]!r}, "
+                                                          f"got {out[:60]!r}")
+                if regs_digest(g) != rec["regs"]:
+                    raise Divergence(g.name, rec["time"], f"registers differ (eip now {g.vcpu.eip:#010x})")
+                if memory(g, rec["mem"]) != rec["mem"]:
+                    raise Divergence(g.name, rec["time"], "memory differs")
+                checked[g.name] += 1
+            elif kind == "end":
+                if g.state != rec["state"]:
+                    raise Divergence(g.name, rec["time"], f"expected the guest {rec['state']} ({rec['reason']}), "
+                                                          f"it is {g.state} {g.reason}".rstrip())
+            if on_progress:
+                on_progress(g, rec)
+    finally:
+        for d in digests.values():
+            d.close()
     return checked
 
 

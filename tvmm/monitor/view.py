@@ -6,7 +6,9 @@ each slice and publishes the result, an immutable ``GuestView``, which the
 UI may keep as long as it likes.
 
 A view holds what every pane needs: state, time, registers as the guest sees
-them (and the real CR3), code bytes around EIP, the page rows for a window of
+them (and the real CR3), code bytes around EIP with the addresses in them
+where the processor decoded an instruction (so the disassembly never starts
+in the middle of one), the page rows for a window of
 virtual addresses (guest walk beside shadow entry), a memory window, the
 console's tail, the CGA screen and the guest's recent events with counters.
 """
@@ -19,7 +21,7 @@ from . import inspect
 
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
 GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
-CODE_BEFORE, CODE_AFTER = 32, 96
+CODE_BEFORE, CODE_AFTER = 128, 96
 CONSOLE_TAIL = 16384
 
 
@@ -38,6 +40,7 @@ class Registers:
     idtr: tuple[int, int]
     cpl: int
     protected: bool
+    code32: bool = True                  # CS.D: the code segment's default size is 32 bits
 
     def named(self) -> dict[str, int]:
         d = dict(zip(GPR_NAMES, self.gprs))
@@ -68,6 +71,8 @@ class GuestView:
     breakpoints: frozenset = frozenset()
     debugger_attached: bool = False
     kernel: str | None = None
+    code_starts: tuple[int, ...] = ()    # linear addresses in the code window known to start an instruction
+    history: str = ""                    # how far back the guest can go ("": no history kept)
 
 
 def registers(guest) -> Registers:
@@ -75,7 +80,41 @@ def registers(guest) -> Registers:
     segs = tuple((SEG_NAMES[i], c.seg_sel[i], c.seg_base[i], c.seg_limit[i]) for i in range(6))
     return Registers(tuple(c.regs), c.eip, c.get_eflags(), segs, c.guest_cr(0), c.cr2, c.guest_cr(3),
                      c.guest_cr(4), c.cr3, (c.gdtr_base, c.gdtr_limit), (c.idtr_base, c.idtr_limit), c.cpl,
-                     c.protected)
+                     c.protected, bool(c.code32))
+
+
+def decoded_starts(guest, addr: int, n: int) -> tuple[int, ...]:
+    """The linear addresses in ``addr .. addr + n`` at which the processor has
+    decoded an instruction, at the current code size: every instruction of
+    every cached block on those pages whose bytes the current mapping puts
+    there (blocks are keyed by physical address, so an address is taken only
+    when it translates to the block's own physical bytes).  Sorted."""
+    cpu = guest.vcpu
+    blocks, page_blocks, code32 = cpu.blocks, cpu._page_blocks, int(cpu.code32)
+    mask = 0xFFFFFFFF if code32 else 0xFFFF
+    end = addr + n
+    out: set[int] = set()
+    page = addr & ~0xFFF
+    while page < end:
+        gpa = inspect.translate(guest, page)
+        host = None
+        if gpa is not None:
+            host = guest.gmem.hpa_page(gpa >> 12)
+            if host is None:
+                host = guest.gmem.rom_hpa_page(gpa >> 12)
+        for key in page_blocks.get(host >> 12, ()) if host is not None else ():
+            block = blocks.get(key)
+            if block is None or key & 1 != code32 or not block.insns:
+                continue
+            first_pa, first_eip = key >> 33, block.insns[0].eip
+            for d in block.insns:
+                pa = first_pa + ((d.eip - first_eip) & mask)
+                if pa >> 12 == host >> 12:
+                    lin = page + (pa & 0xFFF)
+                    if addr <= lin < end:
+                        out.add(lin)
+        page += 0x1000
+    return tuple(sorted(out))
 
 
 def _read(guest, addr: int, n: int, physical: bool = False) -> bytes:
@@ -111,4 +150,5 @@ def guest_view(guest, *, page_va: int | None = None, pages: int = 16, mem_addr: 
         console=bytes(guest.console[-CONSOLE_TAIL:]), screen=tuple(guest.pc.cga.text()),
         events=tuple(log.recent(guest.name, limit=events)), counts=log.by_kind(guest.name),
         breakpoints=frozenset(guest.vcpu.breakpoints), debugger_attached=guest.debugger_attached,
-        kernel=guest.spec.kernel)
+        kernel=guest.spec.kernel, code_starts=decoded_starts(guest, code_addr, len(code)),
+        history=guest.timeline.summary() if guest.timeline is not None else "")

@@ -43,10 +43,10 @@ class Engine:
         self.all_events: tuple = ()
         self._stop = threading.Event()
         self._last_publish = 0.0
-        if history:                              # snapshots as guests run: stepping back
+        if history and monitor.history_budget:   # checkpoints as guests run: stepping back
             from ..monitor.timeline import Timeline
             for g in monitor.guests:
-                g.timeline = Timeline(g)
+                g.timeline = Timeline(g, budget=monitor.history_budget)
         # a session being replayed: guest -> [(time, kind, data)] still to apply
         self.replay_inputs: dict[str, list] = {}
         for rec in replay or ():
@@ -100,23 +100,17 @@ class Engine:
 
     def reset(self, name: str) -> None:
         def reset(e):
-            g = e._guest(name)
-            g.record_input("reset")
-            g.reset()
+            e._guest(name).apply_input("reset")
         self.submit(reset)
 
     def send(self, name: str, data: bytes) -> None:
         def send(e):
-            g = e._guest(name)
-            g.record_input("serial", data.decode("latin-1"))
-            g.pc.com1.feed(data)
+            e._guest(name).apply_input("serial", data.decode("latin-1"))
         self.submit(send)
 
     def key(self, name: str, scancodes: bytes) -> None:
         def press(e):
-            g = e._guest(name)
-            g.record_input("key", scancodes.hex())
-            g.pc.kbc.press(scancodes)
+            e._guest(name).apply_input("key", scancodes.hex())
         self.submit(press)
 
     def show_pages(self, name: str, va: int | None) -> None:
@@ -213,9 +207,7 @@ class Engine:
             pending = self.replay_inputs.get(g.name)
             while pending and pending[0][0] <= g.now():
                 _t, kind, data = pending.pop(0)
-                from ..monitor.record import apply_input
-                g.record_input(kind, data)
-                apply_input(g, kind, data)
+                g.apply_input(kind, data)
             if pending and g.runnable:
                 n = min(n, pending[0][0] - g.now())
         return max(1, n)

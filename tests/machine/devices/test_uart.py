@@ -274,6 +274,92 @@ def test_flow_control_holds_bytes_on_the_wire_instead_of_overrunning():
     assert got == list(range(40))
 
 
+def test_flow_control_without_fifo_a_slow_poller_gets_every_byte_in_order():
+    """No FIFO, a guest that looks only every 7 character times: without flow
+    control bytes are overwritten; with it each waits and none is lost."""
+    text = b"echo hello tvmm\n"
+    results = {}
+    for flow in (False, True):
+        rig = Rig(flow_control=flow)
+        rig.xv6_init()
+        rig.w(IER, 0x05)
+        rig.uart.feed(text)
+        got, overruns = [], 0
+        for _ in range(200):
+            rig.chars(7)
+            overruns += bool(rig.r(LSR) & OE)
+            c = rig.getc()
+            if c >= 0:
+                got.append(c)
+        results[flow] = bytes(got), overruns
+    assert results[True] == (text, 0)
+    assert results[False][1] > 0 and results[False][0] != text
+
+
+def test_flow_control_changes_nothing_when_the_guest_keeps_up():
+    """Arrival times are those of an unpaced line as long as the receiver has room."""
+    times = {}
+    for flow in (False, True):
+        rig = Rig(flow_control=flow)
+        rig.xv6_init()
+        rig.uart.feed(b"abcdef")
+        seen = []
+        for _ in range(8 * rig.uart.character_time()):
+            rig.clock.advance(rig.clock.now + 1)
+            if rig.r(LSR) & DR:
+                seen.append((rig.clock.now, rig.r(RBR)))
+        times[flow] = seen
+    assert times[True] == times[False] and len(times[True]) == 6
+
+
+def test_flow_control_held_byte_arrives_one_instruction_after_the_read_with_a_new_edge():
+    rig = Rig(flow_control=True)
+    rig.xv6_init()
+    rig.uart.feed(b"xy")
+    rig.chars(3)                                   # 'y' is held: the receiver holds 'x'
+    assert rig.uart.held and rig.r(LSR) & (DR | OE) == DR
+    rig.levels.clear()
+    assert rig.r(RBR) == ord("x")
+    assert rig.r(LSR) & DR == 0 and rig.irq.level is False
+    rig.clock.advance(rig.clock.now + 1)
+    assert rig.r(LSR) & DR and rig.irq.level is True
+    assert rig.levels == [False, True]
+    assert rig.r(RBR) == ord("y") and not rig.uart.held
+    state = rig.uart.snapshot()
+    assert state["held"] is False and state["wire"] == b""
+
+
+def test_flow_control_held_byte_survives_snapshot_and_restore():
+    rig = Rig(flow_control=True)
+    rig.xv6_init()
+    rig.uart.feed(b"123")
+    rig.chars(5)
+    state = rig.uart.snapshot()
+    assert state["held"] is True and state["wire"] == b"23"
+    other = Rig(clock=Clock(), flow_control=True)
+    other.clock.now = rig.clock.now
+    other.uart.restore(state)
+    got = []
+    for r in (rig, other):
+        out = []
+        for _ in range(50):
+            r.chars(1)
+            if r.r(LSR) & DR:
+                out.append((r.clock.now, r.r(RBR)))
+        got.append(out)
+    assert got[0] == got[1] and bytes(b for _, b in got[0]) == b"123"
+
+
+def test_flow_control_loopback_still_overruns():
+    rig = Rig(flow_control=True)
+    rig.xv6_init()
+    rig.w(MCR, OUT2 | LOOP)
+    rig.w(THR, 0x41)
+    rig.w(THR, 0x42)                               # the guest overruns itself
+    assert rig.r(LSR) & (DR | OE) == DR | OE
+    assert rig.r(RBR) == 0x42
+
+
 # --------------------------------------------------------------- interrupts
 def test_iir_priorities_line_status_data_thre_modem(rig):
     rig.xv6_init()

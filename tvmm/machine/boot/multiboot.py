@@ -12,7 +12,9 @@ interrupts off.
 
 Invariants: nothing is written to guest memory until the whole kernel and
 every module has been read and checked, so a bad file changes nothing; every
-problem with the user's files is a ``BootError`` with one clear line.
+problem with the user's files is a ``BootError`` with one clear line (only
+regular files of at most 256 MiB are read; every program header and every
+segment's file data must lie inside the file, never padded with zeros).
 """
 
 from __future__ import annotations
@@ -76,27 +78,44 @@ def find_header(image: bytes) -> tuple[int, tuple]:
 
 
 def _elf_segments(image: bytes, path: str) -> tuple[list[Segment], int]:
-    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(image))
         if elf.elfclass != 32 or elf["e_machine"] != "EM_386":
             raise BootError(f"{path}: not a 32-bit x86 ELF kernel (class {elf.elfclass}, {elf['e_machine']})")
+        phoff, phnum, phentsize = elf["e_phoff"], elf["e_phnum"], elf["e_phentsize"]
+        if phnum and (phentsize < 32 or phoff + phnum * phentsize > len(image)):
+            raise BootError(f"{path}: ELF program headers (offset {phoff:#x}, {phnum} of {phentsize} bytes) "
+                            f"run past the end of the file ({len(image)} bytes)")
         segs = []
         entry = elf["e_entry"]
         entry_pa = None
-        for ph in elf.iter_segments():
+        for n, ph in enumerate(elf.iter_segments()):
             if ph["p_type"] != "PT_LOAD" or ph["p_memsz"] == 0:
                 continue
-            segs.append(Segment(ph["p_paddr"], ph.data(), ph["p_memsz"]))
-            if ph["p_vaddr"] <= entry < ph["p_vaddr"] + ph["p_memsz"]:
+            off, filesz, memsz = ph["p_offset"], ph["p_filesz"], ph["p_memsz"]
+            if filesz and off + filesz > len(image):        # (a bss-only segment reads nothing)
+                raise BootError(f"{path}: program header {n}: segment data at file offset {off:#x}+{filesz:#x} "
+                                f"runs past the end of the file ({len(image)} bytes)")
+            if filesz > memsz:
+                raise BootError(f"{path}: program header {n}: file size {filesz:#x} is larger than "
+                                f"memory size {memsz:#x}")
+            segs.append(Segment(ph["p_paddr"], image[off:off + filesz], memsz))
+            if ph["p_vaddr"] <= entry < ph["p_vaddr"] + memsz:
                 entry_pa = entry - ph["p_vaddr"] + ph["p_paddr"]
-    except ELFError as e:
-        raise BootError(f"{path}: not a valid ELF file ({e})") from None
+    except BootError:
+        raise
+    except Exception as e:          # pyelftools on a malformed file: ELFError, struct/construct errors, ...
+        raise BootError(f"{path}: not a valid ELF file ({type(e).__name__}: {_first_line(e)})") from None
     if not segs:
         raise BootError(f"{path}: ELF file has no loadable segments")
     # QEMU translates a virtual entry point into the physical one.
     return segs, entry if entry_pa is None else entry_pa
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:120] if text else "malformed"
 
 
 def _aout_segments(image: bytes, hdr_off: int, words: tuple, path: str) -> tuple[list[Segment], int]:

@@ -62,7 +62,9 @@ nothing is connected; Linux's ATA code takes status FFh to mean "no device").
 
 Not modelled: DMA, LBA48, ATAPI/packet devices, power management and SMART
 commands, security, overlapped/queued commands, the drive address register
-(0x3F7, which belongs to the floppy controller), media errors, write caching
+(0x3F7, which belongs to the floppy controller), media errors (except that
+a host I/O error on the image file ends the command with ERR: UNC on a read,
+ABRT on a write; the guest sees a bad sector, nothing else), write caching
 (FLUSH CACHE has nothing to flush), spin-up time after power-on.
 
 Invariants: each present drive is in exactly one phase -- idle (DRDY), busy
@@ -75,6 +77,7 @@ from __future__ import annotations
 
 import errno
 import os
+import weakref
 
 from ..bus import read_bytewise, write_bytewise
 from ..clock import Clock
@@ -89,7 +92,7 @@ DEFAULT_DELAY = 2000
 BSY, DRDY, DF, DSC, DRQ, CORR, ERR = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x01
 READY = DRDY | DSC
 # Error register.
-IDNF, ABRT = 0x10, 0x04
+UNC, IDNF, ABRT = 0x40, 0x10, 0x04
 DIAG_PASSED = 0x01
 # Device/head register.
 DEV_LBA, DEV_SELECT, DEV_OBSOLETE = 0x40, 0x10, 0xA0
@@ -112,6 +115,10 @@ FIRMWARE = "1.0"
 # Disk images
 # ---------------------------------------------------------------------------------------
 
+class DiskImageError(ValueError):
+    """A disk image the user named that cannot be used (one line says why)."""
+
+
 class Disk:
     """A disk image: a file (or bytes) of whole 512-byte sectors.
 
@@ -120,21 +127,39 @@ class Disk:
     then they go straight to the file.  Reads see the overlay over the image.
     The overlay is part of ``snapshot()``; a writable file's contents are not
     (the file is external state).
+
+    The image must be a regular file (not a directory, FIFO or device); it
+    is opened once, when the disk is made, and stays open, so an image
+    deleted or renamed while its guest runs still reads as it did (a disk
+    made again from the path of a deleted image that another live ``Disk``
+    still holds, as a guest's reset does, shares that open image).  A host
+    I/O error later (``OSError`` from ``read``/``write``) is the drive's
+    media error: the channel ends the command with ERR.
     """
 
     def __init__(self, path, writable: bool = False):
+        from ..boot.errors import open_user_file
         self.path = os.fspath(path)
+        fd = None
         try:
-            size = os.stat(self.path).st_size
+            os.stat(self.path)
         except FileNotFoundError:
-            raise FileNotFoundError(errno.ENOENT, "disk image not found", self.path) from None
-        _check_size(size, self.path)
-        if writable and not os.access(self.path, os.W_OK):
-            raise PermissionError(errno.EACCES, "disk image opened writable but is read-only", self.path)
+            live = _open_images.get((os.path.abspath(self.path), writable))
+            if live is None or live._fd is None:
+                raise FileNotFoundError(errno.ENOENT, "disk image not found", self.path) from None
+            fd = os.dup(live._fd)                   # deleted while a guest has it open: that image
+        except (OSError, ValueError):
+            pass                                    # open_user_file says what is wrong
+        if fd is None:
+            fd = open_user_file(self.path, "disk image", writable=writable, error=DiskImageError)
+        self._fd = fd
+        self._closer = weakref.finalize(self, os.close, fd)
+        _check_size(os.fstat(fd).st_size, self.path)
         self.writable = writable
-        self.sectors = size // SECTOR
+        self.sectors = os.fstat(fd).st_size // SECTOR
         self._data: bytes | None = None
         self.overlay: dict[int, bytes] = {}
+        _open_images[(os.path.abspath(self.path), writable)] = self
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Disk":
@@ -142,8 +167,14 @@ class Disk:
         _check_size(len(data), "in-memory image")
         disk = cls.__new__(cls)
         disk.path, disk.writable, disk.sectors = None, False, len(data) // SECTOR
-        disk._data, disk.overlay = bytes(data), {}
+        disk._data, disk.overlay, disk._fd = bytes(data), {}, None
         return disk
+
+    def close(self) -> None:
+        """Close the image file (the disk cannot read it afterwards)."""
+        closer = getattr(self, "_closer", None)
+        if closer is not None:
+            closer()
 
     def __repr__(self) -> str:
         where = self.path if self.path is not None else "<bytes>"
@@ -167,9 +198,10 @@ class Disk:
         count = len(data) // SECTOR
         self._check_range(lba, count)
         if self.writable:
-            with open(self.path, "r+b") as f:
-                f.seek(lba * SECTOR)
-                f.write(data)
+            data, pos = bytes(data), lba * SECTOR
+            while data:
+                n = os.pwrite(self._fd, data, pos)
+                data, pos = data[n:], pos + n
             return
         for i in range(count):
             self.overlay[lba + i] = bytes(data[i * SECTOR:(i + 1) * SECTOR])
@@ -193,16 +225,25 @@ class Disk:
     def _read_image(self, lba: int, count: int) -> bytes:
         if self._data is not None:
             return self._data[lba * SECTOR:(lba + count) * SECTOR]
-        with open(self.path, "rb") as f:
-            f.seek(lba * SECTOR)
-            data = f.read(count * SECTOR)
-        return data.ljust(count * SECTOR, b"\0")    # the file shrank under us: zeros
+        want, pos, parts = count * SECTOR, lba * SECTOR, []
+        while want:
+            chunk = os.pread(self._fd, want, pos)
+            if not chunk:
+                break                               # the file shrank under us: zeros
+            parts.append(chunk)
+            want, pos = want - len(chunk), pos + len(chunk)
+        return b"".join(parts).ljust(count * SECTOR, b"\0")
+
+
+# Disks made from a path and still alive, so that a guest rebuilt (reset) after
+# its image was deleted gets the same image back rather than an error.
+_open_images: "weakref.WeakValueDictionary[tuple[str, bool], Disk]" = weakref.WeakValueDictionary()
 
 
 def _check_size(size: int, where: str) -> None:
     if size == 0 or size % SECTOR:
-        raise ValueError(f"disk image {where!r} is {size} bytes: the size must be a "
-                         f"non-zero multiple of {SECTOR} bytes (whole sectors)")
+        raise DiskImageError(f"disk image {where!r} is {size} bytes: the size must be a "
+                             f"non-zero multiple of {SECTOR} bytes (whole sectors)")
 
 
 def default_geometry(sectors: int) -> tuple[int, int, int]:
@@ -539,7 +580,11 @@ class IdeChannel:
             drive.status = READY
 
     def _data_out_block_done(self, drive: _Drive) -> None:
-        drive.disk.write(drive.next_lba, bytes(drive.buffer))
+        try:
+            drive.disk.write(drive.next_lba, bytes(drive.buffer))
+        except OSError:
+            self._media_error(drive, ABRT)           # the host could not write the image file
+            return
         sectors = len(drive.buffer) // SECTOR
         drive.next_lba += sectors
         drive.left -= sectors
@@ -697,7 +742,12 @@ class IdeChannel:
 
     def _load_block(self, drive: _Drive) -> None:
         sectors = min(drive.block, drive.left)
-        drive.buffer, drive.pos = bytearray(drive.disk.read(drive.next_lba, sectors)), 0
+        try:
+            data = drive.disk.read(drive.next_lba, sectors)
+        except OSError:
+            self._media_error(drive, UNC)            # the host could not read the image file
+            return
+        drive.buffer, drive.pos = bytearray(data), 0
         drive.next_lba += sectors
         drive.left -= sectors
         drive.set_address(drive.next_lba)
@@ -724,6 +774,14 @@ class IdeChannel:
         drive.end_transfer()
         drive.status = READY | ERR
         self._interrupt(drive)
+
+    def _media_error(self, drive: _Drive, error: int) -> None:
+        """A host I/O error on the image: the command ends at once with ERR
+        (UNC for a read, ABRT for a write) and the address registers at the
+        sector that failed, as a drive reports a bad sector."""
+        drive.set_address(drive.next_lba)
+        drive.error = error
+        self._fail(drive)
 
     def _reset_done(self, drive: _Drive) -> None:
         drive.signature()

@@ -39,11 +39,17 @@ sections; IBM PS/2 hardware interface reference for port 0x92; QEMU's
   FA then the set), 0xF2 identify -> FA AB 83 (AB 41 when the controller
   translates, as a real 8042 turns 0x83 into 0x41), 0xEE echo -> EE, 0xF7-0xFD
   (set-3 key types) -> FA; anything else -> FE (resend).  Replies go ahead of
-  pending scancodes.  0xFF, 0xF5 and 0xF6 discard pending scancodes.
+  typed scancodes.
 - Host input: ``press(scancodes)`` / ``feed_scancodes`` queue scancode set 1
   bytes exactly as given (make codes, break = make | 0x80, 0xE0 prefixes) and
-  ``type_text(str)`` converts ASCII to such make/break sequences.  Bytes
-  typed while scanning is disabled (0xF5) are dropped, as a keyboard does.
+  ``type_text(str)`` converts ASCII to such make/break sequences.  The input
+  is the user's and is never lost: it waits in a host-side queue
+  (``scancodes``) and the keyboard hands the controller one byte only when the
+  output buffer is empty, scanning is enabled and the keyboard interface is
+  not disabled; the next one moves in as the guest reads port 0x60.  So its
+  pace depends only on the guest's reads, and keys typed while the guest has
+  scanning off (0xF5) or is resetting the keyboard (0xFF, which on a real
+  keyboard empties its 16-byte buffer) wait instead of being dropped.
 - A20: output port bit 1, reported through ``a20_enabled`` and ``on_a20(enabled)``
   (called on every change, including one made by ``reset`` or ``restore``);
   enabled at power-on.  ``SystemControlPortA`` is
@@ -51,7 +57,7 @@ sections; IBM PS/2 hardware interface reference for port 0x92; QEMU's
   ORs the two gates as PC chipsets do.
 
 Not modelled: the keyboard's own 16-byte buffer and overrun code (the host
-queue is unbounded), typematic repeat, scancode sets 2 and 3 and the
+queue is unbounded and flow-controlled, so the keyboard never overruns), typematic repeat, scancode sets 2 and 3 and the
 controller's translation of keyboard data (the host supplies set-1 codes and
 the guest receives them whatever set or translation it selects; only the
 identify and set-query replies follow translation), the auxiliary (PS/2
@@ -266,10 +272,10 @@ class Kbc:
 
     # ------------------------------------------------------------- host side
     def press(self, scancodes: bytes) -> None:
-        """Queue scancode set 1 bytes from the keyboard (dropped while scanning is off)."""
-        if self.scanning:
-            self.scancodes.extend(bytes(scancodes))
-            self._refill()
+        """Queue scancode set 1 bytes typed on the keyboard: they reach the
+        output buffer one at a time, as the guest reads it (never dropped)."""
+        self.scancodes.extend(bytes(scancodes))
+        self._refill()
 
     feed_scancodes = press
 
@@ -399,7 +405,8 @@ class Kbc:
         return _TRANSLATED_REPLY.get(value, value) if self.ram[0] & CB_TRANSLATE else value
 
     def _kb_defaults(self, scanning: bool) -> list[int]:
-        self.scancodes.clear()
+        # A real keyboard empties its buffer here; typed input still on the
+        # host side (all of it: bytes move in only as the guest reads) waits.
         self.scancode_set = 2
         self.leds = 0
         self.scanning = scanning
@@ -431,9 +438,10 @@ class Kbc:
             return self.controller_queue.popleft()
         if self.ram[0] & CB_KBD_DISABLED:
             return None
-        for queue in (self.keyboard_replies, self.scancodes):
-            if queue:
-                return queue.popleft(), SRC_KBD
+        if self.keyboard_replies:
+            return self.keyboard_replies.popleft(), SRC_KBD
+        if self.scancodes and self.scanning:
+            return self.scancodes.popleft(), SRC_KBD
         return None
 
     def _refill(self) -> None:

@@ -23,9 +23,17 @@ Modelled (National Semiconductor / TI PC16550D datasheet):
   previous one (start + data + parity + stop bits at 115200 / divisor baud; a
   divisor of 0 counts as 65536).  A byte that finds the receiver full sets
   LSR.OE: in FIFO mode the new byte is lost, without FIFOs it overwrites the
-  holding register (datasheet, LSR bit 1).  With ``flow_control=True`` a byte
-  instead waits on the wire until there is room (what QEMU's chardev backends
-  do), so typed or pasted input is never lost.
+  holding register (datasheet, LSR bit 1).  With ``flow_control=True`` (the
+  PC's COM ports: their input is the user's) a byte that arrives at a full
+  receiver is instead held at the end of the wire (``held``) until the guest
+  makes room: it reaches the receiver one instruction after the RBR read (or
+  FIFO clear) that freed a place, so the read lowers the interrupt and the
+  byte raises it again; the bytes behind it follow one character time apart
+  after it.  Typed or pasted input is thus never lost (as QEMU's serial back
+  end hands the UART a byte only when it can take one), its timing depends
+  only on the guest's behaviour, and it is the same as without flow control
+  whenever the guest keeps up.  Loopback bytes are not flow-controlled: a
+  guest that loops back into a full receiver still overruns it.
 - Character timeout (FIFO mode): an interrupt (IIR 0xC) when the FIFO holds
   at least one byte and neither a byte has arrived nor the CPU has read RBR
   for four character times; its time is exact (restarted at every arrival and
@@ -181,6 +189,7 @@ class Uart:
         self.external_inputs = TERMINAL_INPUTS
         self.wire: deque[int] = deque()      # fed bytes not yet at the receiver
         self.next_arrival: int | None = None
+        self.held = False                    # wire[0] arrived at a full receiver (flow control)
         self.timeout_deadline: int | None = None
         self._update_irq()
 
@@ -190,6 +199,7 @@ class Uart:
 
     def snapshot(self) -> dict:
         state = {f: getattr(self, f) for f in self._STATE_FIELDS}
+        state["held"] = self.held
         state["rx"] = bytes(self.rx)
         state["wire"] = bytes(self.wire)
         state["tx_log"] = bytes(self._tx_log)
@@ -199,6 +209,7 @@ class Uart:
         self._cancel_wakeup()
         for f in self._STATE_FIELDS:
             setattr(self, f, state[f])
+        self.held = bool(state.get("held", False))
         self.rx = deque(state["rx"])
         self.wire = deque(state["wire"])
         self._tx_log = bytearray(state["tx_log"])
@@ -207,7 +218,8 @@ class Uart:
 
     # ------------------------------------------------------------- host side
     def feed(self, data: bytes) -> None:
-        """Bytes typed by the user: they arrive one character time apart."""
+        """Bytes typed by the user: they arrive one character time apart
+        (and, with flow control, never before the receiver has room)."""
         self.wire.extend(bytes(data))
         self._wire_may_deliver()
 
@@ -445,12 +457,17 @@ class Uart:
         self._wire_may_deliver()
 
     def _wire_may_deliver(self) -> None:
-        """Start the next wire byte on its way if there is one and it may arrive."""
+        """Start the next wire byte on its way if there is one and it may arrive:
+        a held byte one instruction after the receiver has room, any other
+        one character time from now."""
         if self.next_arrival is not None or not self.wire or self.loopback:
             return
-        if self.flow_control and self._receiver_full():
-            return
-        self.next_arrival = self.clock.now + self.character_time()
+        if self.held:
+            if self._receiver_full():
+                return
+            self.next_arrival = self.clock.now + 1
+        else:
+            self.next_arrival = self.clock.now + self.character_time()
         self._arm()
 
     def _catch_up(self) -> None:
@@ -460,9 +477,11 @@ class Uart:
             self._timeout_until(at - 1)
             self.next_arrival = None
             if self.flow_control and self._receiver_full():
-                break                        # filled by loopback meanwhile: hold the byte
+                self.held = True             # waits at the end of the wire for room
+                break
+            self.held = False
             self._receive(self.wire.popleft(), at)
-            if self.wire and not (self.flow_control and self._receiver_full()):
+            if self.wire:
                 self.next_arrival = at + self.character_time()
         self._timeout_until(now)
 

@@ -18,5 +18,7 @@ class ConsolePane(Vertical):
             text = "\n".join(line.rstrip() for line in view.screen).rstrip("\n")
         else:
             lines = view.console.decode("latin-1").replace("\r", "").split("\n")
-            text = "\n".join(lines[-max(3, (self.size.height or 12) - 1):])
+            # the rows left above the input line (the pane's height less the input's)
+            rows = (self.size.height or 15) - self.query_one(Input).outer_size.height
+            text = "\n".join(lines[-max(3, rows):])
         self.query_one("#serial", Static).update(Text(text))      # guest output is never markup

@@ -1,8 +1,9 @@
 """The registers pane: the guest's state and why (crashed with the reason,
 paused by whom), general registers, EIP, EFLAGS by flag, segments with
 their cached bases and limits, CR0/CR2/CR3/CR4 as the guest sees them and
-the shadow CR3 the monitor really uses.  Values that changed since the
-previous stop are highlighted."""
+the shadow CR3 the monitor really uses, and how far back the guest's
+history goes.  Values that changed since the previous stop are
+highlighted."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class RegistersPane(Static):
         line("cr0 ", ("cr0", 8), "  cr2 ", ("cr2", 8))
         line("cr3 ", ("cr3", 8), "  cr4 ", ("cr4", 8))
         line("shadow cr3 ", ("shadow_cr3", 8), "  (real)")
+        if view.history:
+            lines.append(Text(view.history, style="dim", no_wrap=True, overflow="ellipsis"))
         line(*[x for n in ("cs", "ss", "ds") for x in (f"{n} ", (n, 4), " ")])
         line(*[x for n in ("es", "fs", "gs") for x in (f"{n} ", (n, 4), " ")])
         for name, sel, base, limit in regs.segs:   # cached bases and limits, as room allows
