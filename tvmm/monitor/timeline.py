@@ -21,9 +21,11 @@ thing that reaches a guest.  Debugger breakpoints and watchpoints are set
 aside while seeking.
 
 Invariants:
-- ``cps[i].undo`` maps a gpfn to its contents at ``cps[i]`` (``None``: a
-  zero page; one byte: a page filled with it, as kernels poison free pages;
-  4096 bytes: raw; other lengths: zlib) for every page written between
+- ``cps[i].undo`` maps a gpfn to its contents at ``cps[i]`` (4096 bytes:
+  raw; shorter: zlib), and ``cps[i].fills`` maps a byte value to a bitmap
+  of the pages that were filled with it then (zeros, or the poison kernels
+  write into free pages: a filled RAM costs a bit per page, not an entry),
+  together for every page written between
   ``cps[i]`` and ``cps[i+1]`` (for the last: until now).  Extra entries are
   harmless: they are still the page at that checkpoint.
 - Going back truncates the future: the checkpoints after the one restored
@@ -66,18 +68,51 @@ RAW_LIMIT = 2048                 # raw pages (8 MiB) an open interval holds befo
 
 
 class Checkpoint:
-    __slots__ = ("icount", "now", "state", "console_len", "inputs", "undo", "packed", "bytes", "state_bytes",
-                 "raw")
+    __slots__ = ("icount", "now", "state", "console_len", "inputs", "undo", "fills", "nfilled", "packed", "bytes",
+                 "state_bytes", "raw")
 
     def __init__(self, icount: int, now: int, state: tuple, console_len: int, inputs: int,
                  prev: "Checkpoint | None"):
         self.icount, self.now, self.console_len = icount, now, console_len
         self.inputs = inputs                      # inputs applied before it (an index into Timeline.inputs)
         self.state, self.state_bytes = _share(state, prev.state if prev is not None else None)
-        self.undo: dict[int, bytes | None] = {}
+        self.undo: dict[int, bytes] = {}
+        self.fills: dict[int, bytearray] = {}       # byte -> bitmap by gpfn of pages filled with it
+        self.nfilled = 0
         self.packed = False
         self.bytes = self.state_bytes
         self.raw = 0                              # raw pages in the undo map, not yet compressed
+
+    def has(self, gpfn: int) -> bool:
+        """Does this checkpoint hold the page's contents?"""
+        if gpfn in self.undo:
+            return True
+        i, bit = gpfn >> 3, 1 << (gpfn & 7)
+        return any(bm[i] & bit for bm in self.fills.values())
+
+    def add_fill(self, gpfn: int, byte: int, npages: int) -> int:
+        """The page was all ``byte`` at this checkpoint; returns the bytes added."""
+        added = 0
+        bm = self.fills.get(byte)
+        if bm is None:
+            bm = self.fills[byte] = bytearray((npages + 7) >> 3)
+            added = len(bm) + 60
+        bm[gpfn >> 3] |= 1 << (gpfn & 7)
+        self.nfilled += 1
+        return added
+
+    def filled_pages(self):
+        """(gpfn, byte) for every filled page."""
+        for byte, bm in self.fills.items():
+            for i, bits in enumerate(bm):
+                if bits:
+                    for b in range(8):
+                        if bits >> b & 1:
+                            yield i << 3 | b, byte
+
+    @property
+    def pages(self) -> int:
+        return len(self.undo) + self.nfilled
 
     def pack(self) -> None:
         """Compress the raw pages of the undo map (once its interval is
@@ -85,33 +120,30 @@ class Checkpoint:
         if self.packed:
             return
         self.raw = 0
-        undo, total = self.undo, self.state_bytes
+        undo = self.undo
+        total = self.state_bytes + sum(len(bm) + 60 for bm in self.fills.values())
         for gpfn, data in undo.items():
-            if data is not None and len(data) == PAGE:
+            if len(data) == PAGE:
                 z = zlib.compress(data, 1)
                 if len(z) < PAGE:
                     undo[gpfn] = data = z
-            total += _ENTRY_OVERHEAD + (len(data) if data is not None else 0)
+            total += _ENTRY_OVERHEAD + len(data)
         self.bytes = total
         self.packed = True
 
 
-def _page(data: bytes | None) -> bytes:
-    if data is None:
-        return _ZERO
-    n = len(data)
-    if n == PAGE:
-        return data
-    return data * PAGE if n == 1 else zlib.decompress(data)
+def _page(data: bytes | int) -> bytes:
+    if isinstance(data, int):                   # (from a fill bitmap)
+        return _ZERO if data == 0 else bytes((data,)) * PAGE
+    return data if len(data) == PAGE else zlib.decompress(data)
 
 
-def _preimage(data: bytes) -> bytes | None:
-    """How a page's old contents are kept: zeros as None, a page of one
-    repeated byte as that byte, anything else raw (packed later)."""
+def _fill_byte(data: bytes) -> int | None:
+    """The byte a page is filled with, or None."""
     if data == _ZERO:
-        return None
+        return 0
     first = data[:1]
-    return first if data == first * PAGE else data
+    return first[0] if data == first * PAGE else None
 
 
 def _share(state: tuple, prev: tuple | None) -> tuple[tuple, int]:
@@ -195,11 +227,15 @@ class Timeline:
     # -- the dirty-log consumer ---------------------------------------------------------
     def first_write(self, gpfn: int, hpa: int) -> None:
         if self._capturing:
-            undo = self.cps[-1].undo
-            if gpfn not in undo:
-                cp = self.cps[-1]
-                undo[gpfn] = data = _preimage(self.guest.monitor.host.ram[hpa:hpa + PAGE])
-                n = 0 if data is None else len(data)
+            cp = self.cps[-1]
+            if not cp.has(gpfn):
+                data = self.guest.monitor.host.ram[hpa:hpa + PAGE]
+                byte = _fill_byte(data)
+                if byte is not None:
+                    cp.bytes += cp.add_fill(gpfn, byte, len(self.guest.frames))
+                    return
+                cp.undo[gpfn] = data
+                n = len(data)
                 cp.bytes += _ENTRY_OVERHEAD + n
                 if n == PAGE:
                     cp.raw += 1
@@ -230,7 +266,7 @@ class Timeline:
         ran = t0 - self._run_clock
         logged = 0
         if self.cps:
-            logged = len(self.cps[-1].undo)
+            logged = self.cps[-1].pages
             self.cps[-1].pack()
         self.cps.append(Checkpoint(g.icount, g.now(), snapshot.take_state(g), len(g.console), len(self.inputs),
                                    self.cps[-1] if self.cps else None))
@@ -267,10 +303,14 @@ class Timeline:
         older.pack()
         gone.pack()
         before = older.bytes + gone.bytes
+        npages = len(self.guest.frames)
+        for gpfn, byte in gone.filled_pages():
+            if not older.has(gpfn):
+                older.bytes += older.add_fill(gpfn, byte, npages)
         for gpfn, data in gone.undo.items():
-            if gpfn not in older.undo:
+            if not older.has(gpfn):
                 older.undo[gpfn] = data
-                older.bytes += _ENTRY_OVERHEAD + (len(data) if data is not None else 0)
+                older.bytes += _ENTRY_OVERHEAD + len(data)
         return before - older.bytes
 
     def record(self, kind: str, data) -> None:
@@ -283,9 +323,10 @@ class Timeline:
         """Put the guest (RAM, CPU, devices, console) back at checkpoint ``k``
         and forget the checkpoints after it."""
         g = self.guest
-        pages: dict[int, bytes | None] = {}
-        for cp in reversed(self.cps[k:]):
+        pages: dict[int, bytes | int] = {}
+        for cp in reversed(self.cps[k:]):          # newest first: older versions win
             pages.update(cp.undo)
+            pages.update(cp.filled_pages())
         host, frames = g.monitor.host, g.frames
         self._capturing = False
         try:
