@@ -49,8 +49,8 @@ def test_bench_usage_error_is_one_line():
 
 
 def test_bench_reports_record_replay_costs():
-    out = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--json", "--no-unicorn", "--no-guest"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "tvmm", "bench", "--json", "--no-unicorn", "--no-guest",
+                          "--no-history"], capture_output=True, text=True, check=True)
     s = json.loads(out.stdout)["sessions"]
     assert s["instructions"] > 1_000_000 and s["session_bytes"] > 0
     assert 0 < s["snapshot_bytes"] < 4 << 20
@@ -62,3 +62,16 @@ def test_ui_errors_name_the_command_used():
     r = subprocess.run([sys.executable, "-m", "tvmm", "ui", "--guest", "kernel=/no/such.elf"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and r.stderr == "tvmm ui: /no/such.elf: no such kernel file\n"
+
+
+def test_bench_history_figures_on_a_small_bigmem():
+    """The history block of ``tvmm bench`` (which runs a 256 MiB guest for
+    minutes), scaled down: every figure is there and plausible."""
+    from tvmm.bench.history import REPEAT, describe, run
+    h = run(mem=32 << 20, insns=12_000_000, long=14_000_000, seeks=(100_000, 1_000_000), repeat=1)
+    for name in ("ui_history", "gdb_continue", "recording"):
+        assert 0.2 < h[f"{name}_ratio"] < 5 and h[f"{name}_fill_ratio"] > 0 and h[f"{name}_steady_ratio"] > 0
+    assert 0 < h["history_bytes"] <= 256 << 20 and h["history_checkpoints"] >= 2
+    assert h["checkpoint_quiet_ms"] > 0 and h["checkpoint_quiet_bytes"] > 0
+    assert h["seek_back_0.1M_s"] > 0 and h["seek_back_1M_s"] > 0
+    assert "history (bigmem)" in describe(h) and REPEAT >= 1

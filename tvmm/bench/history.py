@@ -125,15 +125,17 @@ def gdb_continuing(mem: int, insns: int) -> tuple[float, float]:
     return asyncio.run(go())
 
 
-def run(mem: int = 256 << 20, insns: int = 100_000_000, long: int = 160_000_000) -> dict | None:
+def run(mem: int = 256 << 20, insns: int = 100_000_000, long: int = 160_000_000,
+        seeks=(1_000_000, 10_000_000, 100_000_000), repeat: int = REPEAT) -> dict | None:
     """``insns``: each speed run's length (the fill is about 63 M of a
-    256 MiB guest's); ``long``: the history run."""
+    256 MiB guest's); ``long``: the history run; ``seeks``: how far back to
+    seek from its end."""
     if not KERNEL.exists():
         return None
     # each configuration twice, interleaved, keeping the quicker run (the
     # machine's own noise is as large as the differences measured)
     runs: dict[str, list] = {"base": [], "ui": [], "gdb": [], "rec": []}
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         runs["base"].append(headless(mem, insns))
         runs["ui"].append(engine(mem, insns)[0])
         runs["gdb"].append(gdb_continuing(mem, insns))
@@ -160,10 +162,10 @@ def run(mem: int = 256 << 20, insns: int = 100_000_000, long: int = 160_000_000)
     out.update(checkpoint_quiet_ms=round((time.perf_counter() - t0) * 1000, 2),
                checkpoint_quiet_bytes=tl.cps[-2].bytes)
     end = g.icount
-    for back in (1_000_000, 10_000_000, 100_000_000):
+    for back in seeks:
         t0 = time.perf_counter()
         tl.seek(end - back)
-        out[f"seek_back_{back // 1_000_000}M_s"] = round(time.perf_counter() - t0, 3)
+        out[f"seek_back_{back / 1e6:g}M_s"] = round(time.perf_counter() - t0, 3)
         assert g.icount == end - back
     out["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
@@ -180,5 +182,5 @@ def describe(h: dict) -> str:
             f"{'':18} quiet checkpoint {h['checkpoint_quiet_ms']} ms, {h['checkpoint_quiet_bytes']:,} bytes; "
             f"history after {h['history_after']:,} insns: {h['history_bytes'] / 2**20:.1f} MiB in "
             f"{h['history_checkpoints']} checkpoints ({h['history_thinned']} thinned)\n"
-            f"{'':18} seek back 1M {h['seek_back_1M_s']} s, 10M {h['seek_back_10M_s']} s, "
-            f"100M {h['seek_back_100M_s']} s")
+            f"{'':18} seek back " + ", ".join(f"{k[10:-2]} {v} s" for k, v in h.items()
+                                               if k.startswith("seek_back_")))
