@@ -7,8 +7,8 @@ guessed address.  The lines above EIP are decoded forward from a known
 start — the enclosing symbol, or an instruction the processor itself
 decoded (``GuestView.code_starts``; not before the enclosing symbol) — and
 only when that decoding lands exactly on EIP and on every other known start
-it passes; otherwise the pane starts at EIP.  The decoder's size follows CS.D (16-bit code segments,
-real mode included, are shown as 16-bit code)."""
+it passes; otherwise the pane starts at EIP.  The decoder's size follows
+CS.D (16-bit code segments, real mode included, are shown as 16-bit code)."""
 
 from __future__ import annotations
 
