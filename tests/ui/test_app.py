@@ -247,7 +247,7 @@ async def test_a_recorded_session_replays_in_the_ui_with_its_inputs():
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        head, recs = load("tests/sessions/console.jsonl")
+        head, recs = load("tests/sessions/console.tvmm.jsonl")
         specs = specs_of(head)
         monitor = Monitor(Monitor.host_size_for(specs))
         for s in specs:
