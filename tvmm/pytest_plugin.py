@@ -13,7 +13,8 @@ Fixtures:
 
 Each fixture's machine records its session from boot into the test's
 ``tmp_path``; when the test fails, the report gains a "tvmm session"
-section naming that file and how to open it (``tvmm replay --ui FILE``).
+section naming that file and how to open it (``tvmm replay --ui FILE``, or
+``tvmm replay --gdb PORT FILE`` to debug it, backwards too).
 Torn down after the test.
 
 Sessions as tests: every ``*.tvmm.jsonl`` file under the test paths, and
@@ -162,7 +163,7 @@ def divergence_report(path: Path, monitor, records: list[dict], d) -> str:
             f"  instruction count: {d.time}\n"
             f"  what differs: {d.what}\n"
             f"{console}\n"
-            f"open it with: tvmm replay --ui {path}")
+            f"open it with: tvmm replay --ui {path}   (or under gdb: tvmm replay --gdb PORT {path})")
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def pytest_runtest_makereport(item, call):
         note = f"\n({machine.record_note})" if machine.record_note else ""
         names = ", ".join(f"{g.name} at instruction count {g.icount} ({g.state})" for g in machine.guests)
         rep.sections.append(("tvmm session", f"the session up to the failure ({names}) is in\n  {path}{note}\n"
-                                             f"open it with: tvmm replay --ui {path}"))
+                                             f"open it with: tvmm replay --ui {path}   (or under gdb: tvmm replay --gdb PORT {path})"))
 
 
 def _one_line(e: BaseException) -> str:

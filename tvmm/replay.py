@@ -39,6 +39,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("session", help="a file written by tvmm run --record")
     ap.add_argument("--console", action="store_true", help="print the guests' console output")
     ap.add_argument("--ui", action="store_true", help="replay in the terminal UI (pause, step, step back, inspect)")
+    ap.add_argument("--gdb", metavar="[HOST:]PORT",
+                    help="replay under gdb: a GDB stub per guest on PORT, PORT+1, ... (each guest held until its "
+                         "debugger continues it; reverse execution works)")
     ap.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this much real time (status 1)")
     ap.add_argument("--max-insns", type=int, metavar="N",
                     help="stop a guest after N instructions of its virtual time (status 1)")
@@ -66,6 +69,8 @@ def main(argv: list[str]) -> int:
     if args.ui:
         from .ui.main import run_ui
         return run_ui(monitor, replay=records)
+    if args.gdb is not None:
+        return _serve_gdb(monitor, records, args.gdb)
     _bound(monitor, args.timeout, args.max_insns)
     try:
         checked = replay(monitor, records)
@@ -91,9 +96,60 @@ def _check_options(args) -> str | None:
         args.timeout = None
     if args.max_insns is not None and args.max_insns <= 0:
         return "--max-insns must be positive"
-    if args.ui and (args.timeout is not None or args.max_insns is not None):
-        return "--timeout and --max-insns are for a headless replay, not --ui"
+    if (args.ui or args.gdb is not None) and (args.timeout is not None or args.max_insns is not None):
+        return "--timeout and --max-insns are for a headless replay, not --ui or --gdb"
+    if args.ui and args.gdb is not None:
+        return "--ui and --gdb do not go together (the UI takes --gdb through tvmm run)"
+    if args.gdb is not None:
+        from .headless import UsageError, _gdb_address
+        try:
+            args.gdb_address = _gdb_address(args.gdb)
+        except UsageError as e:
+            return str(e)
     return None
+
+
+def _serve_gdb(monitor, records: list, where: str) -> int:
+    """``--gdb``: replay with one GDB stub per guest.  Each guest waits at its
+    first instruction for its debugger; as it runs, the session's inputs are
+    applied at their recorded guest times (the UI's engine does this, without
+    a screen), and its history lets gdb go backwards.  Ends when every guest
+    has stopped for good and no debugger is attached, or on Ctrl-C."""
+    import asyncio
+
+    from .gdbstub.server import GdbServer
+    from .headless import _gdb_address
+    from .ui.engine import Engine
+    host, port = _gdb_address(where)
+    for g in monitor.guests:
+        g.pause("waiting for gdb")
+    server = GdbServer(monitor, host, port)
+    engine = Engine(monitor, replay=records)
+
+    async def serve() -> int:
+        try:
+            endpoints = await server.start()
+        except OSError as e:
+            print(f"tvmm replay: cannot listen for gdb on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        for name, h, p in endpoints:
+            print(f"tvmm replay: guest {name}: gdb on {h}:{p} (target remote {h}:{p})", file=sys.stderr, flush=True)
+        attached = False
+        try:
+            while True:
+                engine.step_once()
+                server.poll()
+                attached = attached or bool(server.conns)
+                if attached and not server.conns and not any(g.alive for g in monitor.guests):
+                    return 0
+                idle = not any(g.runnable for g in monitor.guests)
+                await asyncio.sleep(0.01 if idle else 0)
+        finally:
+            await server.close()
+    try:
+        return asyncio.run(serve())
+    except KeyboardInterrupt:
+        return 0
 
 
 def _check_files(head: dict) -> None:
