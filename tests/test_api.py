@@ -127,3 +127,24 @@ def test_import_tvmm_stays_cheap():
     r = subprocess.run([sys.executable, "-c", "import sys, tvmm; print('tvmm.monitor.vmm' in sys.modules)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.asyncio
+@pytest.mark.tvmm(f"name=echo,kernel={HELLO},cmdline=echo,mem=16M")
+async def test_async_variants_wait_without_blocking_the_event_loop(tvmm_guest):
+    import asyncio
+    g = tvmm_guest
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+    t = asyncio.create_task(ticker())
+    await g.aexpect("type a line: ")
+    g.send("async\n")
+    assert await g.arun(until="you typed: ASYNC") == "text"
+    assert await g.arun(until="end") in ("halted", "exited")
+    t.cancel()
+    assert ticks > 0                                    # the loop ran while the guest did

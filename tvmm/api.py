@@ -465,6 +465,19 @@ class Guest:
         self._expect_at = found + len(text)
         return self.console[start:self._expect_at]
 
+    # -- the same, for asyncio (pytest-asyncio tests) -------------------------------------------
+    async def arun(self, insns: int | None = None, until=None) -> str:
+        """``run`` without blocking the event loop: the guest runs in a worker
+        thread while the caller awaits (touch the guest only after it
+        returns; what the guest does is the same as with ``run``)."""
+        import asyncio
+        return await asyncio.to_thread(self.run, insns, until)
+
+    async def aexpect(self, text: str, timeout_insns: int = DEFAULT_TIMEOUT) -> str:
+        """``expect`` without blocking the event loop (see ``arun``)."""
+        import asyncio
+        return await asyncio.to_thread(self.expect, text, timeout_insns)
+
     def _run_to_address(self, addr: int, budget: int) -> bool:
         from .machine.errors import StopKind
         cpu = self._g.vcpu
