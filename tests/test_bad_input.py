@@ -292,7 +292,7 @@ def test_bad_toml_configurations(capsys, tmp_path):
 # -- replay ----------------------------------------------------------------------------------------------
 
 def _session(tmp_path, change, name="hello") -> Path:
-    lines = [json.loads(line) for line in (SESSIONS / f"{name}.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (SESSIONS / f"{name}.tvmm.jsonl").read_text().splitlines()]
     change(lines)
     path = tmp_path / "s.jsonl"
     path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
@@ -368,7 +368,7 @@ def test_a_far_future_input_is_ended_by_timeout_or_max_insns(capsys, tmp_path):
 def test_replay_options_are_checked(capsys):
     for args in (["--timeout", "0"], ["--timeout", "nan"], ["--timeout", "x"], ["--max-insns", "-1"],
                  ["--ui", "--timeout", "3"]):
-        rc, out, err = cli(capsys, "replay", *args, SESSIONS / "hello.jsonl")
+        rc, out, err = cli(capsys, "replay", *args, SESSIONS / "hello.tvmm.jsonl")
         one_line(rc, err, "tvmm replay: ")
 
 

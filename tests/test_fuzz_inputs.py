@@ -219,7 +219,7 @@ def _mutate_session(rng: random.Random, records: list) -> str:
 def test_malformed_sessions(capsysbinary, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)                              # stored sessions name files relative to it
     rng = random.Random(SEED + 4)
-    stored = {name: [json.loads(line) for line in (STORED / f"{name}.jsonl").read_text().splitlines()]
+    stored = {name: [json.loads(line) for line in (STORED / f"{name}.tvmm.jsonl").read_text().splitlines()]
               for name in ("hello", "console", "paging", "two-guests")}
     tally: dict = {}
     path = tmp_path / "s.jsonl"
