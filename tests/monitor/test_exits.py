@@ -155,3 +155,21 @@ def test_stepping_a_halted_guest_stops_in_the_handler_that_wakes_it(tmp_path):
     stop = g.step()
     assert stop.kind.value == "step" and g.state == "paused"
     assert g.vcpu.eip == handler + 1                        # delivered, and its first instruction ran
+
+
+def test_the_vcpu_runs_with_the_monitors_ops_and_each_operation_is_an_exit(tmp_path):
+    from tvmm.machine.native import NATIVE_OPS
+    from tvmm.monitor.exits import VMX_OPS, VmxOps
+    code = (b"\x0f\x06"                                         # clts
+            + b"\x0f\x01\xf0"                                   # lmsw ax
+            + b"\xb9" + struct.pack("<I", 0x174) + b"\x0f\x32"  # rdmsr SYSENTER_CS
+            + X.mov_ebx(0x7000) + X.INVLPG_EBX + X.HLT)
+    monitor, g = boot(tmp_path, code)
+    assert g.vcpu.ops is VMX_OPS and isinstance(VMX_OPS, VmxOps)
+    assert monitor.guests[0].vcpu.ops is not NATIVE_OPS
+    monitor.run(10_000)
+    kinds = [e.kind for e in monitor.log.recent("g", kinds={ev.EXIT_CR_READ, ev.EXIT_CR_WRITE,
+                                                             ev.EXIT_MSR, ev.EXIT_INVLPG, ev.EXIT_HLT})]
+    assert kinds[::-1] == [ev.EXIT_CR_READ, ev.EXIT_CR_WRITE,            # clts
+                           ev.EXIT_CR_READ, ev.EXIT_CR_WRITE,            # lmsw
+                           ev.EXIT_MSR, ev.EXIT_INVLPG, ev.EXIT_HLT], kinds

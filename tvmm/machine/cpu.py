@@ -19,6 +19,11 @@ Invariants:
   pages only, in four lists (read/write x supervisor/user).  ``tlb_r``/
   ``tlb_w`` point at the pair for the current CPL.  A write entry exists only
   when the guest's PTE already has D set and the write is allowed.
+- Privileged operations (control registers, INVLPG, HLT, CPUID, MSRs, REP
+  INS/OUTS, exceptions before delivery) go through ``self.ops``, fixed at
+  construction: ``native.NATIVE_OPS`` for the bare processor, the monitor's
+  exits for a guest's virtual CPU.  The run loop and memory access never
+  consult it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .decoder import NeedBytes, bind, decode
 from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import materialize
 from .mmu import walk
+from .native import NATIVE_OPS
 from .translate import HOT, Block, translate
 from .vmx import MAX_DELIVERY_RETRIES
 
@@ -86,10 +92,12 @@ _NO_PAGES: frozenset = frozenset()
 
 
 class CPU:
-    def __init__(self, mem, io=None, cpuid_hypervisor: bool = False):
+    def __init__(self, mem, io=None, cpuid_hypervisor: bool = False, ops=None):
         self.mem = mem
         self.ram = mem.ram
         self.io = io if io is not None else NullIO()
+        # the privileged operations (native.py): the architecture, or a monitor's exits
+        self.ops = ops if ops is not None else NATIVE_OPS
         self.cpuid_hypervisor = cpuid_hypervisor
         mem.add_invalidator(self._invalidate_code_page)
         mem.add_write_protector(self.write_protect, self.drop_all_write_entries)
@@ -119,7 +127,6 @@ class CPU:
         self.intr = False                          # INTR line from the interrupt controller
         self.intr_ack = None                       # callable -> vector
         self.intercept = None                      # see interrupts.deliver
-        self.vmx = None                            # guest mode: the monitor's exits (vmx.py)
         self.dead: Stop | None = None
         self.reset()
 
@@ -871,10 +878,9 @@ class CPU:
                 interrupts.deliver(self, vector, None, self.eip, external=external)
                 return
             except CpuFault as e:
-                if self.vmx is not None:
-                    e = self.vmx.exception(e)
-                    if e is None:
-                        continue
+                e = self.ops.exception(self, e)
+                if e is None:
+                    continue
                 self._deliver_fault(e)
                 return
         raise Shutdown("event delivery keeps faulting in the monitor")

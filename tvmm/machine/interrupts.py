@@ -178,11 +178,10 @@ def deliver_exception(cpu, e: CpuFault) -> None:
     Applies the double-fault rule; a fault while delivering #DF raises
     ``Shutdown``.
     """
-    vmx = cpu.vmx
-    if vmx is not None:                  # guest mode: the monitor sees every exception first
-        e = vmx.exception(e)
-        if e is None:
-            return
+    ops = cpu.ops                        # in guest mode the monitor sees every exception first
+    e = ops.exception(cpu, e)
+    if e is None:
+        return
     chain = [e.vector]
     retries = 0
     while True:
@@ -192,9 +191,9 @@ def deliver_exception(cpu, e: CpuFault) -> None:
             deliver(cpu, e.vector, e.error_code, cpu.eip, external=False)
             return
         except CpuFault as e2:
-            if vmx is not None and retries < MAX_DELIVERY_RETRIES:
+            if retries < MAX_DELIVERY_RETRIES:
                 retries += 1
-                e3 = vmx.exception(e2)
+                e3 = ops.exception(cpu, e2)
                 if e3 is None:
                     continue             # a shadow miss during delivery: deliver again
                 e2 = e3

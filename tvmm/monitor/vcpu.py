@@ -1,9 +1,10 @@
 """A guest's virtual CPU: the processor in guest mode plus the monitor's
 handlers for its exits.
 
-``VirtualCpu`` is a ``machine.cpu.CPU`` running on host-physical memory with
-``vmx`` set to itself, so its sensitive operations come here (see
-``machine/vmx.py`` for which ones and when).  It keeps the guest's own
+``VirtualCpu`` is a ``machine.cpu.CPU`` running on host-physical memory
+built with the monitor's ``ops`` (``exits.VMX_OPS``), so its privileged
+operations exit to the monitor (see ``machine/vmx.py`` for which ones and
+when, ``exits.py`` for what the monitor does).  It keeps the guest's own
 control registers (``vcr0``, ``vcr3``, ``vcr4``: what the guest wrote and
 reads back) apart from the real ones the processor uses (``cr0`` with PG
 and WP always set, ``cr3`` = the shadow page directory, ``cr4`` without PSE).
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 from ..machine.consts import CR0_PE, CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, M32, PF_VEC
 from ..machine.cpu import CPU
-from ..machine.errors import CpuFault
 from . import events as ev
+from .exits import VMX_OPS
 
 ET = 0x10
 CR0_RESET = 0x60000010
@@ -42,8 +43,7 @@ class VirtualCpu(CPU):
         self._irq_blocked_since: int | None = None
         self._last_dispatch = None
         self._ack_waited: int | None = None
-        super().__init__(host_mem, io, cpuid_hypervisor=True)
-        self.vmx = self
+        super().__init__(host_mem, io, cpuid_hypervisor=True, ops=VMX_OPS)
         self.intercept = self._dispatched
 
     # -- real state from guest state ---------------------------------------------------
@@ -98,41 +98,7 @@ class VirtualCpu(CPU):
     def guest_cr(self, n: int) -> int:
         return (self.vcr0, 0, self.cr2, self.vcr3, self.vcr4)[n]
 
-    # -- exits (machine/vmx.py VmExits) -----------------------------------------------------
-    def cr_read(self, n: int) -> int:
-        v = self.guest_cr(n)
-        self._record(ev.EXIT_CR_READ, f"CR{n} -> {v:#x}")
-        return v
-
-    def cr_write(self, n: int, value: int) -> None:
-        hits = self.shadow.root_hits
-        (self.set_cr0, None, None, self.set_cr3, self.set_cr4)[n](value)
-        note = ""
-        if n == 3 and self.vcr0 & CR0_PG:
-            note = " (cached shadow root)" if self.shadow.root_hits > hits else " (new shadow root)"
-        self._record(ev.EXIT_CR_WRITE, f"CR{n} <- {value:#x}{note}")
-
-    def invlpg_exit(self, lin: int) -> None:
-        self._record(ev.EXIT_INVLPG, f"{lin:#010x}")
-        self.shadow.invlpg(self, lin)
-
-    def hlt(self) -> None:
-        self._record(ev.EXIT_HLT, f"at {self.eip:#010x}")
-
-    def cpuid(self) -> None:
-        self._record(ev.EXIT_CPUID, f"-> eax={self.regs[0]:#x} (hypervisor bit set)")
-
-    def msr_exit(self, write: bool, index: int) -> None:
-        self._record(ev.EXIT_MSR, f"{'wrmsr' if write else 'rdmsr'} {index:#x}")
-
-    def io_string(self, port: int, size: int, out: bool, count: int) -> None:
-        # Recorded at the first element's port access: an attempt that takes
-        # a hidden page fault on its memory operand first is not an exit.
-        self._string_io = f"rep {'outs' if out else 'ins'} port {port:#x} x{count} size {size}"
-
-    def io_string_done(self) -> None:
-        self._string_io = False
-
+    # -- exits (the handlers are exits.VmxOps) ---------------------------------------------------
     def _io_exit(self, detail) -> None:
         """One port access: an exit of its own, or part of a REP INS/OUTS."""
         s = self._string_io
@@ -141,18 +107,6 @@ class VirtualCpu(CPU):
         elif s is not True:
             self._record(ev.EXIT_IO, s)
             self._string_io = True
-
-    def exception(self, fault: CpuFault) -> CpuFault | None:
-        if fault.vector != PF_VEC or fault.cr2 is None:
-            return fault                      # the guest's own; logged when dispatched
-        reflected = self.shadow.page_fault(self, self, fault)
-        if reflected is None:
-            self._record(ev.PF_HIDDEN, f"{fault.cr2:#010x} err {fault.error_code:#x} -> "
-                         f"shadow {self.shadow.entry(fault.cr2):#010x}")
-        else:
-            self._record(ev.PF_REFLECTED, f"{reflected.cr2:#010x} err {reflected.error_code:#x} "
-                         f"eip {self.eip:#010x}")
-        return reflected
 
     # -- events reaching the guest's IDT ---------------------------------------------------------
     def _dispatched(self, vector, error_code, return_eip, soft, external) -> bool:

@@ -77,18 +77,15 @@ register("OUT", "DX,eAX", {2: _out(2, True), 4: _out(4, True)})
 
 # ---------------------------------------------------------------- INS / OUTS
 def _rep_io(cpu, d, rep, size: int, out: bool, count: int) -> None:
-    """REP INS/OUTS.  In guest mode the whole string is one I/O exit
-    (``vmx.io_string`` is told the count; the element accesses that follow
-    are part of it)."""
-    vmx = cpu.vmx
-    if vmx is None:
-        rep(cpu, d)
-        return
-    vmx.io_string(cpu.regs[2] & 0xFFFF, size, out, count)
+    """REP INS/OUTS: ``cpu.ops.io_string`` is told the count (in guest
+    mode the whole string is one I/O exit; the element accesses that follow
+    are part of it), ``io_string_done`` however it ends."""
+    ops = cpu.ops
+    ops.io_string(cpu, cpu.regs[2] & 0xFFFF, size, out, count)
     try:
         rep(cpu, d)
     finally:
-        vmx.io_string_done()
+        ops.io_string_done(cpu)
 
 
 def _ins(s: int):

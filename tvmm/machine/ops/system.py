@@ -10,6 +10,9 @@ Invariants:
   instructions test CPL before touching their memory operand (as QEMU and
   the SDM's exception order do).  CPL is 0 in real mode, so "CPL 0 only"
   checks need no mode test.
+- The privileged operations themselves (CR0/CR3/CR4 reads and writes,
+  INVLPG, HLT, CPUID, RDMSR/WRMSR) go through ``cpu.ops`` (``native.py``)
+  after the architectural checks; the handlers have no other code path.
 - Instructions the SDM says are "not recognized in real-address mode"
   (SLDT STR LLDT LTR VERR VERW LAR LSL ARPL) raise #UD there.
 - The time-stamp counter *is* the instruction count (determinism): it reads
@@ -32,9 +35,8 @@ from __future__ import annotations
 from .. import debug, segments
 from ..consts import (AF, CF, CR0_CD, CR0_MP, CR0_NW, CR0_PE, CR0_PG, CR0_TS, CR0_VALID, CR4_DE,
                       CR4_PCE, CR4_TSD, CR4_VALID, DB, DESC_CODE, DESC_CONFORMING, DESC_P, DESC_RW,
-                      DESC_S, DF, DR6_BD, DR6_FIXED, DR7_GD, GP, IF, IOPL, M32, MSR_APIC_BASE,
-                      MSR_SYSENTER_CS, MSR_SYSENTER_EIP, MSR_TSC, NM, NP, PF, SF, SS_SEG, SYS_LDT,
-                      SYS_TSS16_AVAIL, SYS_TSS32_AVAIL, UD, ZF)
+                      DESC_S, DF, DR6_BD, DR6_FIXED, DR7_GD, GP, IF, IOPL, M32, NM, NP, PF, SF,
+                      SS_SEG, SYS_LDT, SYS_TSS16_AVAIL, SYS_TSS32_AVAIL, UD, ZF)
 from ..errors import CpuFault
 from ..flags import get_cf, materialize, set_arith
 from ..registry import raise_ud, register
@@ -161,10 +163,7 @@ def _hlt(cpu, d):
     """HLT (CPL 0): EIP already points past it; the run loop returns HALTED
     until an interrupt wakes the CPU."""
     _cpl0(cpu)
-    if cpu.vmx is not None:
-        cpu.vmx.hlt()
-    cpu.halted = True
-    cpu.attention = True
+    cpu.ops.hlt(cpu)
 
 
 register("CLI", "", _cli)
@@ -501,16 +500,11 @@ register("ARPL", "Ew,Gw", (_arpl_reg, _arpl_mem))
 
 # ========================================================= control registers
 def _read_cr(cpu, n: int) -> int:
-    if cpu.vmx is not None and n in (0, 3, 4):
-        return cpu.vmx.cr_read(n)           # guest mode: the guest's own value
-    if n == 0:
-        return cpu.cr0
+    """CR2 is the processor's own; CR0/CR3/CR4 go through ``cpu.ops``."""
     if n == 2:
         return cpu.cr2
-    if n == 3:
-        return cpu.cr3
-    if n == 4:
-        return cpu.cr4
+    if n == 0 or n == 3 or n == 4:
+        return cpu.ops.cr_read(cpu, n)
     raise CpuFault(UD)
 
 
@@ -525,7 +519,7 @@ def _write_cr0(cpu, v: int) -> None:
     are #GP(0).  ET is hardwired to 1 (``cpu.set_cr0``)."""
     if v & ~CR0_VALID or (v & CR0_PG and not v & CR0_PE) or (v & CR0_NW and not v & CR0_CD):
         raise CpuFault(GP, 0)
-    cpu.set_cr0(v)
+    cpu.ops.cr_write(cpu, 0, v)
 
 
 def _write_cr2(cpu, v: int) -> None:
@@ -537,11 +531,11 @@ def _write_cr4(cpu, v: int) -> None:
     #GP(0)."""
     if v & ~CR4_VALID:
         raise CpuFault(GP, 0)
-    cpu.set_cr4(v)
+    cpu.ops.cr_write(cpu, 4, v)
 
 
 def _write_cr3(cpu, v: int) -> None:
-    cpu.set_cr3(v)
+    cpu.ops.cr_write(cpu, 3, v)
 
 
 _CR_WRITERS = (_write_cr0, None, _write_cr2, _write_cr3, _write_cr4, None, None, None)
@@ -553,19 +547,7 @@ def _mov_cr_r(cpu, d):
     w = _CR_WRITERS[d.reg]
     if w is None:
         raise CpuFault(UD)
-    if cpu.vmx is not None and d.reg != 2:
-        _vmx_cr_write(cpu, d.reg, cpu.regs[d.rm])
-        return
     w(cpu, cpu.regs[d.rm])
-
-
-def _vmx_cr_write(cpu, n: int, v: int) -> None:
-    """Guest mode: the architectural #GP checks on the value, then the exit."""
-    if n == 0 and (v & ~CR0_VALID or (v & CR0_PG and not v & CR0_PE) or (v & CR0_NW and not v & CR0_CD)):
-        raise CpuFault(GP, 0)
-    if n == 4 and v & ~CR4_VALID:
-        raise CpuFault(GP, 0)
-    cpu.vmx.cr_write(n, v)
 
 
 register("MOV", "Rd,Cd", _mov_r_cr)
@@ -574,7 +556,7 @@ register("MOV", "Cd,Rd", _mov_cr_r)
 
 def _cr0(cpu) -> int:
     """CR0 as the running code sees it (the guest's value in guest mode)."""
-    return cpu.cr0 if cpu.vmx is None else cpu.vmx.cr_read(0)
+    return cpu.ops.cr_read(cpu, 0)
 
 
 def _smsw_reg16(cpu, d):
@@ -602,19 +584,14 @@ def _lmsw(cpu, d):
     v = read_rm(cpu, d, 2)
     cr0 = _cr0(cpu)
     new = (cr0 & ~0xF) | (v & 0xF) | (cr0 & CR0_PE)
-    if cpu.vmx is not None:
-        cpu.vmx.cr_write(0, new)
-    else:
-        cpu.set_cr0(new)
+    cpu.ops.cr_write(cpu, 0, new)
 
 
 def _clts(cpu, d):
     """CLTS (CPL 0): CR0.TS = 0."""
     _cpl0(cpu)
-    if cpu.vmx is not None:
-        cpu.vmx.cr_write(0, cpu.vmx.cr_read(0) & ~CR0_TS)
-    else:
-        cpu.set_cr0(cpu.cr0 & ~CR0_TS)
+    ops = cpu.ops
+    ops.cr_write(cpu, 0, ops.cr_read(cpu, 0) & ~CR0_TS)
 
 
 def _invlpg(cpu, d):
@@ -622,10 +599,7 @@ def _invlpg(cpu, d):
     (no segment-limit check, as on hardware and QEMU)."""
     _cpl0(cpu)
     lin = (cpu.seg_base[d.seg] + d.eoff(cpu)) & M32
-    if cpu.vmx is not None:
-        cpu.vmx.invlpg_exit(lin)
-    else:
-        cpu.invlpg(lin)
+    cpu.ops.invlpg(cpu, lin)
 
 
 def _cache_op(cpu, d):
@@ -706,49 +680,19 @@ def _rdpmc(cpu, d):
     _set_edx_eax(cpu, 0)
 
 
-_APIC_BASE_WRITABLE = 0xFFFFF900        # base (12-31), EN (11), BSP (8)
-
-
 def _rdmsr(cpu, d):
-    """RDMSR (CPL 0): TSC, APIC base and the SYSENTER MSRs; any other index
-    is #GP(0)."""
+    """RDMSR (CPL 0): ``cpu.ops.rdmsr`` (see ``native.NativeOps.rdmsr``:
+    TSC, APIC base and the SYSENTER MSRs; any other index is #GP(0))."""
     _cpl0(cpu)
-    n = cpu.regs[1]
-    if cpu.vmx is not None:
-        cpu.vmx.msr_exit(False, n)
-    if n == MSR_TSC:
-        v = _tsc(cpu, d)
-    elif n == MSR_APIC_BASE or MSR_SYSENTER_CS <= n <= MSR_SYSENTER_EIP:
-        v = cpu.msr.get(n, 0)
-    else:
-        raise CpuFault(GP, 0)
-    _set_edx_eax(cpu, v)
+    _set_edx_eax(cpu, cpu.ops.rdmsr(cpu, cpu.regs[1], _retired_before(cpu, d)))
 
 
 def _wrmsr(cpu, d):
-    """WRMSR (CPL 0).
-    - TSC: P6 writes only the low 32 bits (EAX) and clears the high half
-      (SDM vol. 3, 17.17); ``tsc_offset`` is set so the counter reads the
-      written value at this instruction and keeps counting from there.
-    - APIC base: #GP(0) for reserved bits (0-7, 9-10, and EDX: the physical
-      address width is 32 bits).
-    - SYSENTER_CS/ESP/EIP: 32-bit registers on this CPU; EAX is stored.
-    Any other index is #GP(0)."""
+    """WRMSR (CPL 0): EDX:EAX to ``cpu.ops.wrmsr`` (see
+    ``native.NativeOps.wrmsr`` for the MSRs and their #GP cases)."""
     _cpl0(cpu)
     r = cpu.regs
-    n, lo, hi = r[1], r[0], r[2]
-    if cpu.vmx is not None:
-        cpu.vmx.msr_exit(True, n)
-    if n == MSR_TSC:
-        cpu.tsc_offset = lo - _retired_before(cpu, d)
-    elif n == MSR_APIC_BASE:
-        if hi or lo & ~_APIC_BASE_WRITABLE:
-            raise CpuFault(GP, 0)
-        cpu.msr[n] = lo
-    elif MSR_SYSENTER_CS <= n <= MSR_SYSENTER_EIP:
-        cpu.msr[n] = lo
-    else:
-        raise CpuFault(GP, 0)
+    cpu.ops.wrmsr(cpu, r[1], (r[2] << 32) | r[0], _retired_before(cpu, d))
 
 
 register("RDTSC", "", _rdtsc)
@@ -758,35 +702,10 @@ register("WRMSR", "", _wrmsr)
 
 
 # ==================================================================== CPUID
-CPUID_MAX_LEAF = 1
-CPUID_SIGNATURE = 0x00000611             # family 6, model 1, stepping 1
-# EDX feature bits of leaf 1: only what tvmm implements.  Deliberately absent:
-# FPU(0) VME(1) MCE(7) MTRR(12) MCA(14) PAT(16) PSE36(17) PAE(6) MMX FXSR SSE.
-CPUID_FEATURES = ((1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9) | (1 << 11)
-                  | (1 << 13) | (1 << 15))     # DE PSE TSC MSR CX8 APIC SEP PGE CMOV
-CPUID_HYPERVISOR = 1 << 31               # leaf 1 ECX: "running under a hypervisor"
-_VENDOR = (0x756E6547, 0x49656E69, 0x6C65746E)    # "Genu" "ineI" "ntel" (EBX EDX ECX)
-
-
 def _cpuid(cpu, d):
-    """CPUID: a Pentium Pro-class answer.  Leaf 0: max leaf 1 and
-    "GenuineIntel"; leaf 1: signature, APIC ID (``cpu.apic_id`` if present)
-    in EBX[31:24], the hypervisor bit in ECX only when
-    ``cpu.cpuid_hypervisor``, and the features above in EDX.  Any other leaf
-    (including 0x40000000 and 0x80000000) returns leaf 1, as Intel parts do
-    for leaves above the maximum; in particular 0x80000000 does not report
-    extended leaves."""
-    r = cpu.regs
-    if r[0] == 0:
-        r[0] = CPUID_MAX_LEAF
-        r[3], r[2], r[1] = _VENDOR
-    else:
-        r[0] = CPUID_SIGNATURE
-        r[3] = (getattr(cpu, "apic_id", 0) & 0xFF) << 24
-        r[1] = CPUID_HYPERVISOR if cpu.cpuid_hypervisor else 0
-        r[2] = CPUID_FEATURES
-    if cpu.vmx is not None:
-        cpu.vmx.cpuid()
+    """CPUID: ``cpu.ops.cpuid`` (the bare processor's Pentium Pro-class
+    answer is ``native.NativeOps.cpuid``)."""
+    cpu.ops.cpuid(cpu)
 
 
 register("CPUID", "", _cpuid)
