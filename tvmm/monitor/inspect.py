@@ -7,8 +7,9 @@ set, no device is touched).
   None when the guest's tables do not map it.
 - ``read(guest, addr, n, physical)`` / ``write(...)`` — bytes of guest RAM at
   that address; ``AccessError`` for unmapped addresses and device memory.
-- ``walk(guest, gva)`` — the guest's page walk beside the monitor's shadow
-  entry for the same address (``PageRow``).
+- ``walk(guest, gva)`` — the guest's page walk (``machine.mmu.
+  translate_entries``, the processor's own, without its A/D stores) beside
+  the monitor's shadow entry for the same address (``PageRow``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..machine import mmu
-from ..machine.consts import CR0_PG, CR4_PSE, M32
+from ..machine.consts import CR0_PG, M32
 
 
 class AccessError(Exception):
@@ -29,8 +30,8 @@ def translate(guest, addr: int, physical: bool = False) -> int | None:
     cpu = guest.vcpu
     if not cpu.guest_cr(0) & CR0_PG:
         return addr & cpu.a20
-    hit = mmu.probe(guest.gmem, cpu.guest_cr(3), cpu.guest_cr(4), addr & M32)
-    return None if hit is None else hit[0] & cpu.a20
+    return mmu.translate_entries(guest.gmem.read, cpu.guest_cr(0), cpu.guest_cr(3), cpu.guest_cr(4), addr & M32,
+                                 a20=cpu.a20).pa
 
 
 def _spans(guest, addr: int, n: int, physical: bool):
@@ -79,15 +80,14 @@ def walk(guest, gva: int) -> PageRow:
     gva &= 0xFFFFF000
     shadow = guest.shadow.entry(gva)
     hpa = shadow & 0xFFFFF000 if shadow & 1 else None
-    gpa = translate(guest, gva)
-    device = gpa is not None and guest.gmem.hpa_page(gpa >> 12) is None
     if not cpu.guest_cr(0) & CR0_PG:
-        return PageRow(gva, None, None, gpa, shadow, hpa, device)
-    pde = guest.gmem.read((cpu.guest_cr(3) & 0xFFFFF000) | ((gva >> 20) & 0xFFC), 4)
-    pte = None
-    if pde & 1 and not (pde & 0x80 and cpu.guest_cr(4) & CR4_PSE):
-        pte = guest.gmem.read((pde & 0xFFFFF000) | ((gva >> 10) & 0xFFC), 4)
-    return PageRow(gva, pde, pte, gpa, shadow, hpa, device)
+        gpa = gva & cpu.a20
+        return PageRow(gva, None, None, gpa, shadow, hpa, guest.gmem.hpa_page(gpa >> 12) is None)
+    w = mmu.translate_entries(guest.gmem.read, cpu.guest_cr(0), cpu.guest_cr(3), cpu.guest_cr(4), gva,
+                              a20=cpu.a20)
+    gpa = w.frame
+    device = gpa is not None and guest.gmem.hpa_page(gpa >> 12) is None
+    return PageRow(gva, w.pde, w.pte, gpa, shadow, hpa, device)
 
 
 def flags(entry: int | None) -> str:

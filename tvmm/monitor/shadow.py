@@ -8,10 +8,12 @@ host-physical frames and are filled on demand:
 
 - A shadow miss is a page fault in guest mode, which exits here
   (``page_fault``).  The monitor walks the guest's tables exactly as the
-  processor would (``machine.mmu.walk`` on the guest's CR0/CR3/CR4, which
-  checks permissions and sets the guest's accessed and dirty bits).  If the
-  guest's tables forbid the access, the fault is *reflected*: delivered to
-  the guest with the guest's error code and CR2.  Otherwise it is *hidden*:
+  processor would (``machine.mmu.translate_entries`` on the guest's
+  CR0/CR3/CR4, the page walk the processor itself uses, which checks
+  permissions; then ``machine.mmu.set_accessed_dirty`` sets the guest's
+  accessed and dirty bits).  If the guest's tables forbid the access, the
+  fault is *reflected*: delivered to the guest with the guest's error code
+  and CR2.  Otherwise it is *hidden*:
   the monitor fills the shadow entry and the instruction restarts.
 - Permissions are the guest's: U/S from the guest's directory and table
   entries; writable only when the guest allows the write *and* its entry is
@@ -54,8 +56,7 @@ Invariants:
 from __future__ import annotations
 
 from ..machine import mmu
-from ..machine.consts import (CR0_PG, CR0_WP, CR4_PGE, CR4_PSE, PF_U, PF_VEC, PF_W, PTE_A, PTE_D, PTE_G,
-                              PTE_P, PTE_PS, PTE_U, PTE_W)
+from ..machine.consts import CR0_PG, PF_U, PF_VEC, PF_W, PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
 from ..machine.errors import CpuFault
 from .guestmem import GuestPhysicalMemory
 
@@ -91,14 +92,6 @@ class ShadowPool:
         """Return a (zeroed by the caller) shadow frame."""
         self.used -= 1
         self._spare.append(hpfn)
-
-
-class _GuestView:
-    """What ``mmu.walk`` needs to walk the guest's own tables."""
-    __slots__ = ("mem", "cr0", "cr3", "cr4")
-
-    def __init__(self, mem, cr0, cr3, cr4):
-        self.mem, self.cr0, self.cr3, self.cr4 = mem, cr0, cr3, cr4
 
 
 class _Root:
@@ -328,24 +321,22 @@ class ShadowMmu:
     # -- the guest's side ------------------------------------------------------------
     def walk_guest(self, cr0: int, cr3: int, cr4: int, a20: int, gva: int, write: bool, user: bool):
         """The guest's translation of ``gva`` for this access, as its
-        processor would do it (sets its A/D bits; raises the guest's #PF).
-        Returns ``(gpa_page, user_ok, write_ok, global_, large, table_gpa)``:
-        the permissions are those the guest's entries grant; ``table_gpa``
-        is the guest page table used (None for a 4 MiB page or paging off)."""
+        processor would do it (``mmu.translate_entries`` on the guest's
+        tables, then ``mmu.set_accessed_dirty`` on them; raises the guest's
+        #PF).  Returns ``(gpa_page, user_ok, write_ok, global_, large,
+        table_gpa)``: the permissions are those the guest's entries grant,
+        write only once the leaf is dirty; ``table_gpa`` is the guest page
+        table used (None for a 4 MiB page or paging off)."""
         if not cr0 & CR0_PG:
             return gva & 0xFFFFF000 & a20, True, True, False, False, None
-        view = _GuestView(self.gmem, cr0, cr3, cr4)
-        gpa_page, _writable, glob, large = mmu.walk(view, gva, write, user)
-        pde = self.gmem.read((cr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC), 4)
-        if large:
-            u, w, dirty = pde & PTE_U, pde & PTE_W, pde & PTE_D
-            table = None
-        else:
-            table = pde & 0xFFFFF000
-            pte = self.gmem.read(table | ((gva >> 10) & 0xFFC), 4)
-            u, w, dirty = pde & pte & PTE_U, pde & pte & PTE_W, pte & PTE_D
-        # writable in the shadow only once the guest's entry is dirty
-        return gpa_page & a20, bool(u), bool(w) and bool(dirty), glob, large, table
+        w = mmu.translate_entries(self.gmem.read, cr0, cr3, cr4, gva, write, user, a20)
+        if w.error is not None:
+            raise w.fault()
+        if w.stores:
+            w.set_accessed_dirty(self.gmem.write)
+        # writable in the shadow only once the guest's entry is dirty (this write makes it so)
+        return w.frame, w.user, w.rw and (w.dirty or write), w.global_, w.large, \
+            None if w.large else w.pde & 0xFFFFF000
 
     # -- filling ----------------------------------------------------------------------
     def page_fault(self, cpu, state, fault: CpuFault):
@@ -431,26 +422,37 @@ class ShadowMmu:
 
     def _prefetch(self, cpu, state, gva: int, table_gpa: int) -> None:
         """Fill neighbours the guest has already used (A set) from the same
-        guest page table, without touching the guest's bits."""
+        guest page table, without touching the guest's bits: each is a
+        side-effect-free walk (``mmu.translate_entries``) reading the
+        directory entry and the neighbours' entries fetched once."""
         gmem = self.gmem
-        pde = gmem.read((state.vcr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC), 4)
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         filled = self.current.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
         ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
-        pge = state.vcr4 & CR4_PGE
+        cr0, cr3, cr4, a20 = state.vcr0, state.vcr3, state.vcr4, state.a20
+        pde_pa = (cr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC)
+        pde = gmem.read(pde_pa, 4)
+        base = table_gpa + lo * 4
+
+        def read(pa: int, _size: int) -> int:
+            if pa == pde_pa:
+                return pde
+            off = pa - base
+            return int.from_bytes(ptes[off:off + 4], "little")
+
+        region = gva & 0xFFC00000
         for i in range(lo, hi + 1):
             if i == pti or i in filled:
                 continue
-            pte = int.from_bytes(ptes[(i - lo) * 4:(i - lo) * 4 + 4], "little")
-            if pte & (PTE_P | PTE_A) != PTE_P | PTE_A:
-                continue
-            gpa_page = pte & 0xFFFFF000 & state.a20
-            if gmem.hpa_page(gpa_page >> 12) is None:
+            off = (i - lo) * 4
+            if int.from_bytes(ptes[off:off + 4], "little") & (PTE_P | PTE_A) != PTE_P | PTE_A:
+                continue                               # not used by the guest yet
+            lin = region | (i << 12)
+            w = mmu.translate_entries(read, cr0, cr3, cr4, lin, False, False, a20)
+            if w.frame is None or gmem.hpa_page(w.frame >> 12) is None:
                 continue                               # devices: only on demand
-            self._install(cpu, (gva & 0xFFC00000) | (i << 12), gpa_page, bool(pde & pte & PTE_U),
-                          bool(pde & pte & PTE_W) and bool(pte & PTE_D), bool(pte & PTE_G) and bool(pge),
-                          False, table_gpa)
+            self._install(cpu, lin, w.frame, w.user, w.rw and w.dirty, w.global_, False, table_gpa)
 
     # -- invalidation -------------------------------------------------------------------
     def invlpg(self, cpu, gva: int) -> None:
