@@ -7,7 +7,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import pytest
 from elftools.elf.elffile import ELFFile
 
 from tvmm.gdbstub.codec import Decoder, Packet, encode

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tvmm.monitor import events as ev
 
-from .kit import PD, RESULT, Layout, X, boot
+from .kit import PD, Layout, X, boot
 
 P, W, U, A, D, G, PS = 1, 2, 4, 0x20, 0x40, 0x100, 0x80
 
