@@ -43,12 +43,20 @@ def parse_yes_no(key: str, text: str) -> bool:
     raise SpecError(f"bad value {text!r} for guest option {key!r} (use yes or no)")
 
 
-def parse_size(text: str) -> int:
-    """``64M``, ``1G``, ``512K``, ``65536`` -> bytes (binary units)."""
-    m = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE | re.ASCII)   # ASCII digits only
+def size_in_bytes(text: str) -> int | None:
+    """``64M``, ``1G``, ``512K``, ``65536`` -> bytes (binary units; ASCII
+    digits only); None when it is not a size."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE | re.ASCII)
     if not m:
+        return None
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def parse_size(text: str) -> int:
+    """A guest's memory size (``mem=``), in bytes."""
+    n = size_in_bytes(text)
+    if n is None:
         raise SpecError(f"bad memory size {text!r} (use e.g. 64M or 1G)")
-    n = int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
     if n < MIN_MEM or n > MAX_MEM:
         raise SpecError(f"memory size {text} out of range ({MIN_MEM >> 20} MiB to {MAX_MEM >> 30} GiB)")
     if n % 4096:

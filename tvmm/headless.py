@@ -46,10 +46,10 @@ import sys
 import threading
 import time
 
-from .guestspec import SpecError, load_config, parse_guest
+from .guestspec import SpecError, load_config, parse_guest, size_in_bytes
 from .machine.boot import BootError
 from .machine.errors import Stop, StopKind
-from .monitor.guest import CRASHED, EXITED, HALTED, PAUSED, RESET, RUNNING, state_after
+from .monitor.guest import CRASHED, EXITED, HALTED, PAUSED, RESET, RUNNING, Guest, state_after
 from .monitor.hostmem import OutOfMemory
 from .monitor.vmm import Monitor, RunResult
 
@@ -99,11 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _history_size(text: str) -> int:
     """``--history SIZE``: bytes, with K/M/G (binary) units; 0 turns history off."""
-    import re
-    m = re.fullmatch(r"\s*([0-9]+)\s*([KMG]?)(i?B)?\s*", text, re.IGNORECASE | re.ASCII)
-    if not m:
+    n = size_in_bytes(text)
+    if n is None:
         raise argparse.ArgumentTypeError(f"bad size {text!r} (use e.g. 256M, 1G, or 0 for no history)")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+    return n
 
 
 class _Step(argparse.Action):
@@ -482,39 +481,19 @@ class _BareGuest:
         self._build()
 
     def _build(self) -> None:
-        from .machine.boot import disk as diskboot, multiboot
+        from .machine.boot import boot
         from .machine.pc import PC
         spec = self.spec
         self.pc = PC(spec.mem, on_console=self._console_byte, disks=(spec.disk0, spec.disk1))
-        if spec.boot == "disk":
-            diskboot.load(self.pc.mem, self.pc.disks[0])
-            diskboot.enter(self.pc.cpu)
-        else:
-            multiboot.enter(self.pc.cpu, multiboot.load(self.pc.mem, spec.kernel, spec.cmdline))
-
-    def _console_byte(self, b: int) -> None:
-        self.console.append(b)
-        if self._on_console is not None:
-            self._on_console(self, b)
+        boot(spec, self.pc.mem, self.pc.cpu, self.pc.disks[0])
 
     @property
     def icount(self) -> int:
         return self.pc.cpu.icount
 
-    def now(self) -> int:
-        return self.pc.now()
-
-    @property
-    def runnable(self) -> bool:
-        return self.state == RUNNING
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (RUNNING, PAUSED)
-
-    def resume(self, debugger: bool = False) -> None:
-        if self.state == PAUSED:
-            self.state, self.reason = RUNNING, ""
+    # the same as a monitored guest's (they use state, console and pc only)
+    _console_byte, now, runnable, alive, resume = (Guest._console_byte, Guest.now, Guest.runnable, Guest.alive,
+                                                  Guest.resume)
 
     def record_input(self, kind: str, data=None) -> None:
         pass                                        # --bare never records
@@ -563,13 +542,7 @@ class _BareMachine:
                 result.stopped.append((g, stop))
         return result
 
-    @property
-    def all_stopped(self) -> bool:
-        return not any(g.runnable for g in self.guests)
-
-    @property
-    def all_finished(self) -> bool:
-        return not any(g.alive for g in self.guests)
+    all_stopped, all_finished = Monitor.all_stopped, Monitor.all_finished
 
 
 def _print_stats(monitor) -> None:

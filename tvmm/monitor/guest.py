@@ -21,8 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from ..guestspec import GuestSpec
-from ..machine.boot import disk as diskboot
-from ..machine.boot import multiboot, rom as romboot
+from ..machine.boot import boot
 from ..machine import debug
 from ..machine.errors import Stop, StopKind
 from ..machine.pc import PC
@@ -107,16 +106,7 @@ class Guest:
         return self.vcpu
 
     def _boot(self) -> None:
-        spec = self.spec
-        if spec.boot == "disk":
-            diskboot.load(self.gmem, self.pc.disks[0])
-            diskboot.enter(self.vcpu)
-        elif spec.boot == "rom":
-            romboot.load(self.gmem, spec.rom)
-            romboot.enter(self.vcpu)
-        else:
-            info = multiboot.load(self.gmem, spec.kernel, spec.cmdline)
-            multiboot.enter(self.vcpu, info)
+        boot(self.spec, self.gmem, self.vcpu, self.pc.disks[0])
 
     def _table_write(self, hpa: int, size: int) -> None:
         cpu = getattr(self, "vcpu", None)
