@@ -7,19 +7,18 @@ stopped (the driver calls it after each slice of machine time).  A single
 step runs synchronously (it is one instruction).  Anything longer runs in
 slices like the guests do, so siblings keep running: a range step
 (``vCont;r``) takes up to ``RANGE_STEP_SLICE`` instructions or
-``RANGE_STEP_TIME`` seconds per ``poll()``, and a
-reverse continue one history window per ``poll()`` when the target offers
-``reverse_continue_steps`` (a generator; otherwise ``reverse_continue()`` is
-called and answered at once); either is answered like a continue.  A 0x03
+``RANGE_STEP_TIME`` seconds per ``poll()``, and a reverse continue one
+history window per ``poll()`` (the target's ``reverse_continue_steps``, a
+generator); either is answered like a continue.  A 0x03
 interrupt ends whatever runs and answers with one stop reply.
 
 Malformed or unknown packets get an error or the empty reply; they never
 raise.  A halted guest (HLT with interrupts off) is still a target: it is
 reported stopped with SIGTRAP, so its registers and memory can be read.
 
-Room for reverse execution: ``bs``/``bc`` are dispatched to the target's
-``reverse_step``/``reverse_continue`` when it has them (record/replay adds
-them) and ``ReverseStep+``/``ReverseContinue+`` are then advertised.
+Reverse execution: ``bs``/``bc`` are dispatched to the target's
+``reverse_step``/``reverse_continue_steps`` when it has them (a target with
+a history) and ``ReverseStep+``/``ReverseContinue+`` are then advertised.
 """
 
 from __future__ import annotations
@@ -405,15 +404,11 @@ class Session:
         return self.stop_reason()
 
     def _bc(self, _):
-        if not hasattr(self.target, "reverse_continue"):
+        if not hasattr(self.target, "reverse_continue_steps"):
             return ""
         self._end_job()
         self.running = False
-        steps = getattr(self.target, "reverse_continue_steps", None)
-        if steps is None:
-            self.target.reverse_continue()
-            return self.stop_reason()
-        self._start_job(_ReverseContinue(self.target, steps()))
+        self._start_job(_ReverseContinue(self.target, self.target.reverse_continue_steps()))
         return None
 
 

@@ -52,9 +52,7 @@ class GuestTarget:
         self.timeline = timeline
         if timeline is not None:                # only then can the session offer bs/bc
             self.reverse_step = timeline.reverse_step
-            self.reverse_continue = timeline.reverse_continue
-            if hasattr(timeline, "reverse_continue_steps"):     # in slices: answered by the session's poll
-                self.reverse_continue_steps = timeline.reverse_continue_steps
+            self.reverse_continue_steps = timeline.reverse_continue_steps   # in slices, one window per poll
 
     @property
     def cpu(self):
