@@ -48,6 +48,7 @@ same one window at a time, so a caller can let other guests run between.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 
@@ -357,29 +358,24 @@ class Timeline:
             del self.inputs[self._next_input:]
         g.last_stop = Stop(StopKind.STEP, "reverse step")
 
+    @contextlib.contextmanager
     def _quiet(self):
         """While seeking: no debugger breakpoints or watchpoints, no recorder."""
-        timeline = self
-
-        class Quiet:
-            def __enter__(self):
-                g = timeline.guest
-                cpu = g.vcpu
-                self.bps, self.wps = set(cpu.breakpoints), list(cpu.watchpoints)
-                cpu.breakpoints.clear()
-                cpu.watchpoints.clear()
-                debug.update_watch_pages(cpu)
-                self.recorder, g.recorder = g.recorder, None
-
-            def __exit__(self, *exc):
-                g = timeline.guest
-                g.recorder = self.recorder
-                cpu = g.vcpu
-                cpu.breakpoints.update(self.bps)
-                cpu.watchpoints.extend(self.wps)
-                debug.update_watch_pages(cpu)
-                return False
-        return Quiet()
+        g = self.guest
+        cpu = g.vcpu
+        bps, wps = set(cpu.breakpoints), list(cpu.watchpoints)
+        cpu.breakpoints.clear()
+        cpu.watchpoints.clear()
+        debug.update_watch_pages(cpu)
+        recorder, g.recorder = g.recorder, None
+        try:
+            yield
+        finally:
+            g.recorder = recorder
+            cpu = g.vcpu                              # (a replayed input may have built a new one)
+            cpu.breakpoints.update(bps)
+            cpu.watchpoints.extend(wps)
+            debug.update_watch_pages(cpu)
 
     def _run_to(self, limit: int, hits: list | None = None) -> None:
         """Run forward to instruction ``limit`` applying the recorded inputs
