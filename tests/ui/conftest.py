@@ -31,6 +31,9 @@ def make_app():
         for s in guest_specs:
             monitor.add_guest(s)
         app = TvmmApp(monitor, start_engine=False)
+        # no animations: a tab's underline slides for a while after a switch,
+        # and a screenshot taken meanwhile depends on the host's speed
+        app.animation_level = "none"
         app.engine.slice = 20_000
         return app
     return make

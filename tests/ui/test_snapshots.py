@@ -24,6 +24,7 @@ def _prepared(make_app, slices: int, tab: str | None = None):
         app.engine.speed = {name: 0.0 for name in app.engine.speed}
         app.engine.publish()
         app.refresh_views(force=True)
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause()
     return app, run_before
 

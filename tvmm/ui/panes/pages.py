@@ -32,6 +32,10 @@ class PagesPane(DataTable):
         if self._set_layout() and self._view is not None:
             self._window = None                    # rebuilt: find the page of interest again
             self.show(self._view)
+        elif self._view is not None and self.row_count:
+            # shown (a tab switch) or resized: rows placed while the pane had
+            # no height were centred in nothing, so centre the cursor again
+            self.call_after_refresh(self._center, self.cursor_row)
 
     def _set_layout(self) -> bool:
         """Pick the layout for the current width; True when it changed."""
