@@ -17,6 +17,7 @@ commands:
   run        boot guests: tvmm run --headless KERNEL.elf (without --headless: the UI)
   replay     re-run a recorded session and check it: tvmm replay FILE [--timeout S] [--max-insns N]
   bench      guest instructions per second on fixed workloads (--json)
+  hunt       one guest under many seeded schedules, the failing seeds: tvmm hunt --guest SPEC --seeds 1-500
 """
 
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "replay":
         from .replay import main as replay_main
         return replay_main(rest)
+    if cmd == "hunt":
+        from .hunt import main as hunt_main
+        return hunt_main(rest)
     if cmd == "bench":
         from .bench import main as bench_main
         return bench_main(rest)

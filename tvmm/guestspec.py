@@ -31,9 +31,31 @@ class GuestSpec:
     boot: str = "multiboot"
     rom: str | None = None
     wait_gdb: bool = False      # hold this guest until its debugger continues it (needs --gdb)
+    cpus: int = 1               # virtual processors (1-16); the first is the bootstrap processor
+    sched: str = "rr"           # how they interleave: "rr" or "random:SEED" (machine/sched.py)
 
 
-KEYS = ("name", "kernel", "cmdline", "disk0", "disk1", "mem", "boot", "rom", "wait-gdb")
+KEYS = ("name", "kernel", "cmdline", "disk0", "disk1", "mem", "boot", "rom", "wait-gdb", "cpus", "sched")
+MAX_CPUS = 16
+
+
+def parse_cpus(text: str) -> int:
+    value = text.strip()
+    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= MAX_CPUS:
+        raise SpecError(f"bad value {text!r} for guest option 'cpus' (a number from 1 to {MAX_CPUS})")
+    return int(value)
+
+
+def parse_sched(text: str) -> str:
+    """``rr`` or ``random:SEED`` (SEED a decimal number below 2**64),
+    returned in its canonical spelling."""
+    value = text.strip().lower()
+    if value == "rr":
+        return value
+    m = re.fullmatch(r"random:([0-9]{1,20})", value, re.ASCII)
+    if m and int(m.group(1)) < 1 << 64:
+        return f"random:{int(m.group(1))}"
+    raise SpecError(f"bad value {text!r} for guest option 'sched' (use rr or random:SEED)")
 
 
 def parse_yes_no(key: str, text: str) -> bool:
@@ -109,7 +131,10 @@ def parse_guest(text: str, default_name: str = "guest0") -> GuestSpec:
     boot = fields.pop("boot", "").strip().lower()
     mem = parse_size(fields.pop("mem")) if "mem" in fields else DEFAULT_MEM
     wait_gdb = parse_yes_no("wait-gdb", fields.pop("wait-gdb")) if "wait-gdb" in fields else False
-    spec = dict(name=name, mem=mem, wait_gdb=wait_gdb, **{k: v for k, v in fields.items()})
+    cpus = parse_cpus(fields.pop("cpus")) if "cpus" in fields else 1
+    sched = parse_sched(fields.pop("sched")) if "sched" in fields else "rr"
+    spec = dict(name=name, mem=mem, wait_gdb=wait_gdb, cpus=cpus, sched=sched,
+                **{k: v for k, v in fields.items()})
     if not boot:
         boot = "multiboot" if spec.get("kernel") else ("rom" if spec.get("rom") else "disk")
     if boot not in BOOT_METHODS:

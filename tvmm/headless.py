@@ -484,12 +484,13 @@ class _BareGuest:
         from .machine.boot import boot
         from .machine.pc import PC
         spec = self.spec
-        self.pc = PC(spec.mem, on_console=self._console_byte, disks=(spec.disk0, spec.disk1))
+        self.pc = PC(spec.mem, on_console=self._console_byte, disks=(spec.disk0, spec.disk1),
+                     ncpus=spec.cpus, sched=spec.sched)
         boot(spec, self.pc.mem, self.pc.cpu, self.pc.disks[0])
 
     @property
     def icount(self) -> int:
-        return self.pc.cpu.icount
+        return self.pc.running.icount + self.pc._others
 
     # the same as a monitored guest's (they use state, console and pc only)
     _console_byte, now, runnable, alive, resume = (Guest._console_byte, Guest.now, Guest.runnable, Guest.alive,

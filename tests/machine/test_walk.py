@@ -254,7 +254,7 @@ def test_the_callers_agree(case):
     # the UI's row and translation
     gmem, _ = guest_memory(words)
     vcpu = SimpleNamespace(guest_cr=lambda n: {0: cr0, 3: PD, 4: cr4}[n], a20=a20)
-    guest = SimpleNamespace(vcpu=vcpu, gmem=gmem, shadow=SimpleNamespace(entry=lambda gva: 0))
+    guest = SimpleNamespace(vcpu=vcpu, gmem=gmem, shadow=SimpleNamespace(entry=lambda gva, root=None: 0))
     row = inspect.walk(guest, lin)
     assert (row.pde, row.pte, row.gpa) == (w.pde, w.pte, wa.frame)
     assert inspect.translate(guest, lin) == wa.pa
@@ -273,7 +273,7 @@ def test_prefetch_fills_what_the_processor_would_allow(case):
         return                                            # prefetch follows a fault on a 4 KiB page
     gmem, alloc = guest_memory(words)
     shadow = ShadowMmu(gmem, ShadowPool(alloc, 16), lambda gpfn: 0)
-    cpu = SimpleNamespace(invlpg=lambda gva: None)
+    cpu = SimpleNamespace(invlpg=lambda gva: None, shadow_root=shadow.current)
     state = SimpleNamespace(vcr0=cr0, vcr3=PD, vcr4=cr4, a20=a20)
     shadow._prefetch(cpu, state, lin, pde & 0xFFFFF000)
     assert gmem_words(gmem, words) == words               # the guest's bits are not touched

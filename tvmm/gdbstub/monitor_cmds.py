@@ -1,11 +1,12 @@
 """``monitor …`` commands (qRcmd): what the monitor knows about this guest.
 
     help                 this list
-    walk ADDR            the guest's own page walk for ADDR (directory, table, frame)
+    walk ADDR            the guest's own page walk for ADDR (directory, table, frame), as the vCPU gdb last
+                         selected (Hg) sees it
     shadow ADDR          the monitor's shadow entry for ADDR and the host frame
     events [N]           the guest's last N monitor events (default 20)
     phys on|off          memory access by guest-physical address (default off: guest-virtual)
-    info                 state, instruction count, exits by kind
+    info                 state, instruction count, exits by kind; each vCPU's state and EIP when there are several
     guests               every guest on this machine: state and instruction count
 """
 
@@ -36,7 +37,7 @@ def _addr(args) -> int:
 def _walk(target, args) -> str:
     va = _addr(args)
     cpu = target.cpu
-    row = inspect.walk(target.guest, va)
+    row = inspect.walk(target.guest, va, cpu=cpu)
     if row.pde is None:
         return f"{va:#010x}: paging is off; guest-physical {va & cpu.a20:#010x}\n"
     out = [f"CR3 {cpu.guest_cr(3):#010x}", f"PDE[{va >> 22}] = {row.pde:#010x} [{inspect.flags(row.pde)}]"]
@@ -76,7 +77,12 @@ def _info(target, args) -> str:
     g = target.guest
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(g.log.by_kind(g.name).items()))
     history = g.timeline.describe() if g.timeline is not None else "history: none (--history 0)"
-    return (f"guest {g.name}: {g.state} {g.reason}\ninstructions {g.icount}\n{history}\n"
+    cpus = ""
+    if len(g.vcpus) > 1:
+        running = target.stopped_cpu()
+        cpus = "".join(f"CPU#{c.index} (thread {c.index + 1}): {target.cpu_state(c.index)}, EIP {c.eip:#010x}, "
+                       f"{c.icount} instructions{' (ran last)' if c.index == running else ''}\n" for c in g.vcpus)
+    return (f"guest {g.name}: {g.state} {g.reason}\ninstructions {g.icount}\n{cpus}{history}\n"
             f"events: {kinds or 'none'}\n")
 
 

@@ -16,6 +16,19 @@ Malformed or unknown packets get an error or the empty reply; they never
 raise.  A halted guest (HLT with interrupts off) is still a target: it is
 reported stopped with SIGTRAP, so its registers and memory can be read.
 
+Threads: each vCPU of the guest is a thread, id = vCPU index + 1
+(``qfThreadInfo``, ``qThreadExtraInfo`` — "CPU#1 halted" —, ``qC``, ``T``).
+``Hg`` selects the vCPU whose registers ``g``/``G``/``p``/``P`` read and
+write and through whose page tables memory is accessed; ``Hc`` the one
+``s`` steps (0 or -1: any, the schedule picks).  A stop reply names the vCPU
+that stopped (``thread:N;``) and the ``Hg`` selection follows it, as real
+stubs do.  ``vCont`` with a step or range step for one thread (``s:2``,
+``s:2;c``, ``rS,E:2;c``) runs that vCPU alone while the others stay put
+(scheduler locking: the recorded ``step`` input); a continue, for any
+thread, runs the whole guest.  Stopping the guest stops all its vCPUs; its
+siblings (other guests) keep running.  With one vCPU this is what it always
+was: one thread, and ``guest.step()``.
+
 Reverse execution: ``bs``/``bc`` are dispatched to the target's
 ``reverse_step``/``reverse_continue_steps`` when it has them (a target with
 a history) and ``ReverseStep+``/``ReverseContinue+`` are then advertised.
@@ -32,7 +45,6 @@ from ..machine.consts import M32
 from ..machine.errors import StopKind
 
 PACKET_SIZE = 0x4000
-THREAD = 1
 RANGE_STEP_SLICE = 1000         # instructions a range step takes per poll at most (about 15 ms) …
 RANGE_STEP_TIME = 0.02          # … and seconds: steps of code that cannot be cached cost far more
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -65,6 +77,8 @@ class Session:
         self.detached = False
         self.log = log
         self._xml = target_xml().encode()
+        self.cont_thread: int | None = None   # Hc: the vCPU index s steps (None: any)
+        self.stepped: int | None = None       # the vCPU the last step ran (the one that stopped)
 
     # -- bytes in, bytes out ----------------------------------------------------------
     def receive(self, data: bytes) -> bytes:
@@ -128,6 +142,12 @@ class Session:
         self.running = False
         return self._send(self.stop_reason())
 
+    def stopped_thread(self) -> int:
+        """The thread id of the vCPU that stopped: the one a step ran, or
+        else the one that ran last."""
+        index = self.stepped if self.stepped is not None else self.target.stopped_cpu()
+        return (index if 0 <= index < self.target.ncpus else 0) + 1
+
     def stop_reason(self) -> str:
         g = self.target.guest
         stop = g.last_stop
@@ -138,16 +158,18 @@ class Session:
         # running, paused, or halted for good: a target that can be inspected
         sig = stop_signal(stop)
         extra = ""
+        thread = self.stopped_thread()
+        self.target.select(thread - 1)        # gdb's selection follows the thread that stopped
         timeline = getattr(self.target, "timeline", None)
         if timeline is not None and timeline.at_beginning:
-            return f"T{sig:02x}thread:{THREAD:02x};replaylog:begin;"
+            return f"T{sig:02x}thread:{thread:02x};replaylog:begin;"
         if stop is not None and stop.kind == StopKind.BREAKPOINT:
             kind = self.target.bp_kinds.get(stop.data.get("lin"), "sw")
             extra = "swbreak:;" if kind == "sw" else "hwbreak:;"
         elif stop is not None and stop.kind == StopKind.WATCHPOINT:
             name = {"w": "watch", "r": "rwatch", "a": "awatch"}[stop.data["kind"]]
             extra = f"{name}:{stop.data['lin']:x};"
-        return f"T{sig:02x}thread:{THREAD:02x};{extra}"
+        return f"T{sig:02x}thread:{thread:02x};{extra}"
 
     # -- packets -----------------------------------------------------------------------------
     def _dispatch(self, p: bytes) -> str | bytes | None:
@@ -222,9 +244,10 @@ class Session:
         return "OK"
 
     def _resume_at(self, addr: str) -> None:
-        """``c ADDR``/``s ADDR``/``C sig;ADDR``: EIP is written as a recorded input."""
+        """``c ADDR``/``s ADDR``/``C sig;ADDR``: EIP is written as a recorded
+        input (of the ``Hc`` thread, or else the ``Hg`` one)."""
         if addr:
-            self.target.set_pc(_hex(addr))
+            self.target.set_pc(_hex(addr), self.cont_thread)
 
     def _c(self, arg):
         self._resume_at(arg)
@@ -241,29 +264,35 @@ class Session:
         g = self.target.guest
         if not g.alive:
             return self.stop_reason()
+        self.stepped = None
         self.target.resume()
         self.running = True
         return None                            # the stop reply comes later (poll)
 
     def _s(self, arg):
         self._resume_at(arg)
-        return self._step()
+        return self._step(self.cont_thread)
 
     def _S(self, arg):
         sig, _, addr = arg.partition(";")
         _hex(sig, 0xFF)
         self._resume_at(addr)
-        return self._step()
+        return self._step(self.cont_thread)
 
-    def _step(self):
+    def _step(self, vcpu: int | None = None):
+        """One instruction: of vCPU ``vcpu`` alone, or (None) of the one
+        the schedule picks."""
         self._end_job()
         self.running = False
-        self.target.step()
+        self.stepped = None
+        self.target.step(vcpu=vcpu)
+        self.stepped = vcpu                    # the thread asked about, even if it could not move
         return self.stop_reason()
 
     def _k(self, _):
         self._end_job()
         self.running = False
+        self.stepped = None
         self.target.reset()                    # this guest only; never the process
         self.detached = True
         return None
@@ -277,14 +306,29 @@ class Session:
         self._end_job()
         self.target.clear_debug_state()
         self.running = False
+        self.stepped = None
         self.target.resume()
         self.detached = True
 
-    def _H(self, _):
+    def _H(self, arg):
+        """``Hg N``: registers and memory of thread N; ``Hc N``: what ``s``
+        steps (0 or -1: any)."""
+        op, tid = arg[:1], arg[1:]
+        if op not in ("g", "c"):
+            return "OK"                        # other operations name nothing we keep
+        n = _thread(tid)
+        if n not in (0, -1) and not 1 <= n <= self.target.ncpus:
+            return "E01"
+        if op == "g":
+            if n > 0:
+                self.target.select(n - 1)
+        else:
+            self.cont_thread = n - 1 if n > 0 else None
         return "OK"
 
     def _T(self, arg):
-        return "OK" if _thread(arg) in (THREAD, 0, -1) else "E01"
+        n = _thread(arg)
+        return "OK" if n in (0, -1) or 1 <= n <= self.target.ncpus else "E01"
 
     def _Z(self, arg, insert=True):
         kind, addr, length = arg.split(";")[0].split(",")
@@ -327,62 +371,98 @@ class Session:
         return "1"
 
     def _qC(self, _):
-        return f"QC{THREAD:02x}"
+        return f"QC{self.target.cpu_index + 1:02x}"
 
     def _qfThreadInfo(self, _):
-        return f"m{THREAD:02x}"
+        return "m" + ",".join(f"{i + 1:02x}" for i in range(self.target.ncpus))
 
     def _qsThreadInfo(self, _):
         return "l"
 
-    def _qThreadExtraInfo(self, _):
+    def _qThreadExtraInfo(self, arg):
         g = self.target.guest
-        return f"guest {g.name} ({g.state})".encode().hex()
+        if self.target.ncpus == 1:
+            return f"guest {g.name} ({g.state})".encode().hex()
+        n = _thread(arg)
+        if not 1 <= n <= self.target.ncpus:
+            return "E01"
+        return f"CPU#{n - 1} {self.target.cpu_state(n - 1)}".encode().hex()
 
     def _vCont_query(self, _):
         return "vCont;c;C;s;S;r"
 
     def _vCont_args(self, arg):
-        # leftmost action that applies to our one thread wins
-        for action in arg.split(";"):
+        actions = arg.split(";")
+        n = self.target.ncpus
+        if n > 1:
+            # a step (or range step) of one thread runs that vCPU alone; the
+            # others stay put for it, whatever their action (gdb's stepi of a
+            # thread with scheduler locking off is `s:N;c`)
+            for action in actions:
+                what, _, thread = action.partition(":")
+                if thread and what[:1] in ("s", "S", "r") and 1 <= _thread(thread) <= n:
+                    return self._vCont_action(what, _thread(thread) - 1)
+        # the leftmost action that applies to a thread of ours wins
+        for action in actions:
             what, _, thread = action.partition(":")
-            if thread and _thread(thread) not in (THREAD, -1, 0):
+            if thread and _thread(thread) not in (-1, 0) and not 1 <= _thread(thread) <= n:
                 continue
-            op = what[:1]
-            if op in ("c", "C"):
-                if op == "C":
-                    _hex(what[1:], 0xFF)
-                elif what[1:]:
-                    raise ValueError(f"bad vCont action {what!r}")
-                return self._continue()
-            if op in ("s", "S"):
-                if op == "S":
-                    _hex(what[1:], 0xFF)
-                elif what[1:]:
-                    raise ValueError(f"bad vCont action {what!r}")
-                return self._step()
-            if op == "r":
-                start, end = what[1:].split(",")
-                return self._range_step(_hex(start), _hex(end))
-            raise ValueError(f"unsupported vCont action {what!r}")
+            return self._vCont_action(what, None)
         return "E01"
 
-    def _range_step(self, start: int, end: int):
+    def _vCont_action(self, what: str, vcpu: int | None):
+        """One vCont action, for vCPU ``vcpu`` (None: no thread named)."""
+        op = what[:1]
+        if op in ("c", "C"):
+            if op == "C":
+                _hex(what[1:], 0xFF)
+            elif what[1:]:
+                raise ValueError(f"bad vCont action {what!r}")
+            return self._continue()            # any continue runs the whole guest
+        if op in ("s", "S"):
+            if op == "S":
+                _hex(what[1:], 0xFF)
+            elif what[1:]:
+                raise ValueError(f"bad vCont action {what!r}")
+            return self._step(vcpu)
+        if op == "r":
+            start, end = what[1:].split(",")
+            return self._range_step(_hex(start), _hex(end), vcpu)
+        raise ValueError(f"unsupported vCont action {what!r}")
+
+    def _range_step(self, start: int, end: int, vcpu: int | None = None):
         """Step while EIP stays in [start, end) (gdb's `next`/`step` over a
         line): the first step at once, the rest ``RANGE_STEP_SLICE`` per
-        poll, answered like a continue."""
+        poll, answered like a continue.  Several vCPUs: vCPU ``vcpu``
+        (default the selected one) alone; it ends if that vCPU cannot move
+        (halted, or waiting for its STARTUP IPI)."""
         self._end_job()
         t = self.target
-        stop = t.step()
-        if stop.kind != StopKind.STEP or not start <= t.cpu.eip < end:
+        if vcpu is None:
+            vcpu = t.cpu_index
+        g = t.guest
+        self.stepped = vcpu
+        if not g.alive:
+            return self.stop_reason()
+
+        def one(off_breakpoint: bool) -> bool:
+            """A step; True when the range step is over."""
+            cpu = g.vcpus[vcpu]
+            before = (cpu.icount, cpu.eip)
+            stop = t.step(off_breakpoint=off_breakpoint, vcpu=vcpu)
+            cpu = g.vcpus[vcpu]                # (a reset rebuilds the vCPUs)
+            if stop.kind != StopKind.STEP or not start <= cpu.eip < end:
+                return True
+            return t.ncpus > 1 and (cpu.icount, cpu.eip) == before     # it cannot move
+
+        if one(True):
             return self.stop_reason()
 
         def advance() -> bool:
             # how many steps a slice takes never changes what the guest does
             deadline = time.perf_counter() + RANGE_STEP_TIME
             for i in range(RANGE_STEP_SLICE):
-                stop = t.step(off_breakpoint=False)     # a breakpoint inside the range stops it
-                if stop.kind != StopKind.STEP or not start <= t.cpu.eip < end:
+                if one(False):                 # a breakpoint inside the range stops it
                     return True
                 if time.perf_counter() > deadline:
                     break
@@ -400,6 +480,7 @@ class Session:
             return ""
         self._end_job()
         self.running = False
+        self.stepped = None
         self.target.reverse_step()
         return self.stop_reason()
 
@@ -408,6 +489,7 @@ class Session:
             return ""
         self._end_job()
         self.running = False
+        self.stepped = None
         self._start_job(_ReverseContinue(self.target, self.target.reverse_continue_steps()))
         return None
 

@@ -15,6 +15,17 @@ kill's reset — goes through ``Guest.apply_input``: recorded, and applied by
 the same function a replay uses.  Requests nothing could honour (a
 watchpoint over more than the address space, a selector the guest's tables
 do not describe) are refused with ``TargetError`` before anything changes.
+
+Several processors: each vCPU is a thread of the debugger.  ``cpu_index``
+selects the vCPU whose registers are read and written (inputs carry
+``"vcpu"`` when it is not the bootstrap processor) and through whose page
+tables guest-virtual memory is read; a write through another vCPU's tables
+than the bootstrap processor's is translated here and applied as
+guest-physical ``mem`` inputs (the ``mem`` input translates through vCPU 0).
+Breakpoints and watchpoints are the guest's, shared by all its vCPUs.
+``step(vcpu=i)`` runs one instruction of vCPU ``i`` alone while the others
+stay put (the recorded ``step`` input); ``step()`` lets the schedule pick.
+With one vCPU everything is as it always was.
 """
 
 from __future__ import annotations
@@ -50,13 +61,34 @@ class GuestTarget:
         self.physical = False                   # memory access mode (monitor command)
         self.bp_kinds: dict[int, str] = {}      # address -> "sw" | "hw"
         self.timeline = timeline
+        self.cpu_index = 0                      # the selected vCPU (gdb's Hg thread - 1)
         if timeline is not None:                # only then can the session offer bs/bc
             self.reverse_step = timeline.reverse_step
             self.reverse_continue_steps = timeline.reverse_continue_steps   # in slices, one window per poll
 
     @property
     def cpu(self):
-        return self.guest.vcpu
+        """The selected vCPU (a reset rebuilds the vCPUs: looked up each time)."""
+        vcpus = self.guest.vcpus
+        return vcpus[self.cpu_index] if self.cpu_index < len(vcpus) else vcpus[0]
+
+    @property
+    def ncpus(self) -> int:
+        return len(self.guest.vcpus)
+
+    def select(self, index: int) -> None:
+        """Make vCPU ``index`` the one registers and memory go through."""
+        if not 0 <= index < self.ncpus:
+            raise TargetError(f"no vCPU {index}")
+        self.cpu_index = index
+
+    def _vcpu_field(self, data: dict, index: int | None = None) -> dict:
+        """An input's data naming the vCPU (only when it is not vCPU 0:
+        single-processor recordings stay as they were)."""
+        index = self.cpu.index if index is None else index
+        if index:
+            data["vcpu"] = index
+        return data
 
     # -- registers -------------------------------------------------------------------
     def read_register(self, n: int) -> bytes:
@@ -98,8 +130,8 @@ class GuestTarget:
                 raise TargetError(f"{name}: a selector is 16 bits")
             if self.cpu.seg_sel[SEGMENT_NAMES.index(name)] == v:
                 return None                         # gdb writes back what it read
-            return "seg", {"name": name, "selector": v}
-        return "reg", {"name": name, "value": v}
+            return "seg", self._vcpu_field({"name": name, "selector": v})
+        return "reg", self._vcpu_field({"name": name, "value": v})
 
     def write_register(self, n: int, data: bytes) -> None:
         item = self._input_for(n, data)
@@ -113,11 +145,14 @@ class GuestTarget:
             raise TargetError(str(e)) from None
         self.guest.note_debugger_write()
 
-    def set_pc(self, addr: int) -> None:
-        """``c ADDR``/``s ADDR``: resume at another address (a recorded input)."""
+    def set_pc(self, addr: int, vcpu: int | None = None) -> None:
+        """``c ADDR``/``s ADDR``: resume at another address (a recorded
+        input), of vCPU ``vcpu`` (default the selected one)."""
         if not 0 <= addr <= M32:
             raise TargetError("address beyond 32 bits")
-        self._apply([("reg", {"name": "eip", "value": addr})])
+        if vcpu is not None and not 0 <= vcpu < self.ncpus:
+            raise TargetError(f"no vCPU {vcpu}")
+        self._apply([("reg", self._vcpu_field({"name": "eip", "value": addr}, vcpu))])
 
     def read_registers(self) -> bytes:
         return b"".join(self.read_register(n) for n in range(len(CORE) + len(X87)))
@@ -144,17 +179,35 @@ class GuestTarget:
     # -- memory ----------------------------------------------------------------------------
     def read_memory(self, addr: int, length: int) -> bytes:
         try:
-            return inspect.read(self.guest, addr, length, self.physical)
+            return inspect.read(self.guest, addr, length, self.physical, cpu=self.cpu)
         except inspect.AccessError as e:
             raise TargetError(str(e)) from None
 
     def write_memory(self, addr: int, data: bytes) -> None:
         if not 0 <= addr <= M32:
             raise TargetError("address beyond 32 bits")
+        cpu = self.cpu
+        if not self.physical and cpu.index != 0:
+            self._apply(self._physical_writes(cpu, addr, data))
+            return
         item = {"addr": addr, "bytes": data.hex()}
         if self.physical:
             item["physical"] = True
         self._apply([("mem", item)])
+
+    def _physical_writes(self, cpu, addr: int, data: bytes) -> list:
+        """A guest-virtual write as vCPU ``cpu`` maps it: one guest-physical
+        ``mem`` input per page (applied all or none)."""
+        inputs, pos = [], 0
+        while pos < len(data):
+            chunk = min(len(data) - pos, 0x1000 - (addr & 0xFFF))
+            gpa = inspect.translate(self.guest, addr, cpu=cpu)
+            if gpa is None:
+                raise TargetError(f"cannot access memory at {addr:#x}")
+            inputs.append(("mem", {"addr": gpa, "bytes": data[pos:pos + chunk].hex(), "physical": True}))
+            addr = (addr + chunk) & M32
+            pos += chunk
+        return inputs
 
     # -- breakpoints and watchpoints -----------------------------------------------------------
     def add_breakpoint(self, addr: int, kind: str) -> None:
@@ -163,27 +216,27 @@ class GuestTarget:
         if addr not in self.cpu.breakpoints and len(self.cpu.breakpoints) >= MAX_BREAKPOINTS:
             raise TargetError(f"at most {MAX_BREAKPOINTS} breakpoints")
         self.bp_kinds[addr] = kind
-        self.cpu.breakpoints.add(addr)
-        self.cpu._refresh()
+        self.cpu.breakpoints.add(addr)              # one set, shared by every vCPU
+        self.guest.breakpoints_changed()
 
     def remove_breakpoint(self, addr: int) -> None:
         self.bp_kinds.pop(addr, None)
         self.cpu.breakpoints.discard(addr)
-        self.cpu._refresh()
+        self.guest.breakpoints_changed()
 
     def add_watchpoint(self, addr: int, length: int, kind: str) -> None:
         problem = debug.watch_problem(self.cpu, addr, length)
         if problem is not None:
             raise TargetError(problem)
         self.cpu.watchpoints.append((addr, length, kind))
-        debug.update_watch_pages(self.cpu)
+        self.guest.breakpoints_changed()
 
     def remove_watchpoint(self, addr: int, length: int, kind: str) -> None:
         try:
             self.cpu.watchpoints.remove((addr, length, kind))
         except ValueError:
             pass
-        debug.update_watch_pages(self.cpu)
+        self.guest.breakpoints_changed()
 
     def clear_debug_state(self) -> None:
         """Detach: forget every breakpoint and watchpoint of this debugger."""
@@ -191,20 +244,49 @@ class GuestTarget:
         cpu.breakpoints.clear()
         cpu.watchpoints.clear()
         self.bp_kinds.clear()
-        debug.update_watch_pages(cpu)
+        self.guest.breakpoints_changed()
 
     # -- execution -------------------------------------------------------------------------------
-    def step(self, off_breakpoint: bool = True) -> Stop:
+    def step(self, off_breakpoint: bool = True, vcpu: int | None = None) -> Stop:
         """Exactly one instruction.  A breakpoint at EIP does not stop it
         (``off_breakpoint``, the first step of a resume) or stops it before
-        it runs (later steps of a range step)."""
+        it runs (later steps of a range step).  With several vCPUs, ``vcpu``
+        names the one that runs it alone (a recorded ``step`` input; one
+        halted or waiting for its STARTUP IPI does not move); None lets the
+        schedule pick, as running would."""
         g = self.guest
         if not g.alive:
             return g.last_stop
         if self.timeline is not None:
             self.timeline.at_beginning = False
-        self.cpu.skip_bp_once = off_breakpoint
-        return g.step()
+        if len(g.vcpus) == 1:
+            g.vcpu.skip_bp_once = off_breakpoint
+            return g.step()
+        if vcpu is None:
+            self._run_off_breakpoints(off_breakpoint)
+            return g.step()
+        if not 0 <= vcpu < len(g.vcpus):
+            raise TargetError(f"no vCPU {vcpu}")
+        self._run_off_breakpoints(off_breakpoint, only=vcpu)
+        previous = g.last_stop
+        try:
+            g.apply_input("step", {"vcpu": vcpu})
+        except InputRejected as e:
+            raise TargetError(str(e)) from None
+        g.vcpus[vcpu].skip_bp_once = False       # not consumed when it could not move
+        if g.last_stop is previous:
+            # a vCPU that cannot move (halted, waiting for its STARTUP IPI)
+            # leaves the guest's last stop as it was: this step is the stop now
+            g.last_stop = Stop(StopKind.STEP, f"CPU#{vcpu} did not move")
+        return g.last_stop
+
+    def _run_off_breakpoints(self, enable: bool = True, only: int | None = None) -> None:
+        """Several vCPUs: each one sitting on a breakpoint (or only vCPU
+        ``only``) runs off it on its next instruction; the flag is cleared on
+        the others, so none left over skips a later breakpoint."""
+        for cpu in self.guest.vcpus:
+            at = (cpu.seg_base[1] + cpu.eip) & M32
+            cpu.skip_bp_once = enable and (only is None or cpu.index == only) and at in cpu.breakpoints
 
     def reset(self) -> None:
         """A kill: this guest reboots (a recorded input); never the process."""
@@ -214,8 +296,28 @@ class GuestTarget:
     def resume(self) -> None:
         if self.timeline is not None:
             self.timeline.at_beginning = False
-        self.cpu.skip_bp_once = True            # a breakpoint at EIP: run off it first
+        if len(self.guest.vcpus) == 1:
+            self.guest.vcpu.skip_bp_once = True  # a breakpoint at EIP: run off it first
+        else:
+            self._run_off_breakpoints()
         self.guest.resume(debugger=True)
+
+    # -- threads (vCPUs) ------------------------------------------------------------------------
+    def stopped_cpu(self) -> int:
+        """The index of the vCPU that ran last (the one that stopped)."""
+        running = getattr(self.guest.pc, "running", None)
+        index = getattr(running, "index", 0)
+        return index if 0 <= index < self.ncpus else 0
+
+    def cpu_state(self, index: int) -> str:
+        cpu = self.guest.vcpus[index]
+        if cpu.dead is not None:
+            return "crashed"
+        if cpu.wait_sipi:
+            return "waiting for SIPI"
+        if cpu.halted:
+            return "halted"
+        return "running"
 
     def pause(self, reason: str) -> None:
         """A 0x03: stop running (a guest paused for a range step or a reverse

@@ -33,7 +33,7 @@ import weakref
 
 from . import debug, interrupts, segments
 from .consts import (AC, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, EFLAGS_FIXED, GP, ID, IF, IOPL,
-                     M32, MSR_APIC_BASE, NT, RF, SS, SS_SEG, TF)
+                     M32, MSR_APIC_BASE, NMI, NT, RF, SS, SS_SEG, TF)
 from .decoder import NeedBytes, bind, decode
 from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import materialize
@@ -128,6 +128,9 @@ class CPU:
         self.intr_ack = None                       # callable -> vector
         self.intercept = None                      # see interrupts.deliver
         self.dead: Stop | None = None
+        self.index = 0                             # which processor of its machine (APIC ID)
+        self.wait_sipi = False                     # an application processor before its STARTUP IPI
+        self.nmi_pending = False
         self.reset()
 
     # ------------------------------------------------------------------ reset
@@ -144,7 +147,7 @@ class CPU:
         self.idtr_base, self.idtr_limit = 0, 0xFFFF
         self.ldtr_sel, self.ldtr_base, self.ldtr_limit, self.ldtr_attr = 0, 0, 0xFFFF, 0x82
         self.tr_sel, self.tr_base, self.tr_limit, self.tr_attr = 0, 0, 0xFFFF, 0x8B
-        self.msr: dict[int, int] = {MSR_APIC_BASE: 0xFEE00900}
+        self.msr: dict[int, int] = {MSR_APIC_BASE: 0xFEE00800 | (0x100 if self.index == 0 else 0)}
         self.tsc_offset = 0
         self.protected = False
         self.cpl = 0
@@ -229,7 +232,34 @@ class CPU:
         self.bp_pages = {b >> 12 for b in bps} if bps else _NO_PAGES
         self.slow = bool(self.eflags & TF or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
         self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
-                              or (self.intr and self.eflags & IF) or self.slow)
+                              or (self.intr and self.eflags & IF) or self.slow or self.nmi_pending
+                              or self.wait_sipi)
+
+    # ------------------------------------------------ interprocessor messages
+    def nmi(self) -> None:
+        """An NMI arrives (an IPI or the I/O APIC): taken before the next
+        instruction whatever IF says (NMI blocking is not modelled)."""
+        self.nmi_pending = True
+        self.attention = True
+
+    def init_ipi(self) -> None:
+        """INIT: the processor is reset (its instruction count kept); an
+        application processor then waits for a STARTUP IPI."""
+        self.reset()
+        self.nmi_pending = False
+        self.wait_sipi = self.index != 0
+        self._refresh()
+
+    def startup_ipi(self, vector: int) -> None:
+        """STARTUP: a processor waiting for it starts in real mode at
+        ``vector << 12`` (CS = vector << 8, EIP = 0); otherwise ignored."""
+        if not self.wait_sipi:
+            return
+        self.wait_sipi = False
+        self.halted = False
+        segments.set_cache(self, CS, (vector & 0xFF) << 8, (vector & 0xFF) << 12, 0xFFFF, 0x9B)
+        self.eip = 0
+        self._refresh()
 
 
     def set_intr(self, level: bool) -> None:
@@ -517,7 +547,7 @@ class CPU:
     # ------------------------------------------------------ decoded-code cache
     def _protect_code_page(self, pfn: int) -> None:
         self.mem.code_pages.add(pfn)
-        self.drop_write_entries(pfn)
+        self.mem.revoke_writes(pfn)           # other processors sharing this memory too
 
     def drop_write_entries(self, pfn: int) -> None:
         """Forget the write-TLB entries for physical frame ``pfn`` (it just
@@ -850,10 +880,17 @@ class CPU:
             s, self.stop_request = self.stop_request, None
             self._refresh()
             return s
+        if self.wait_sipi:
+            self._refresh()
+            return Stop(StopKind.HALTED, "waiting for a STARTUP IPI")
         if self.pending_db:
             bits, self.pending_db = self.pending_db, 0
             self.dr[6] = (self.dr[6] & ~0xF) | bits | DR6_FIXED
             self._deliver_event(DB, False)
+        if self.nmi_pending:
+            self.nmi_pending = False
+            self.halted = False
+            self._deliver_event(NMI, True)
         if self.intr and self.eflags & IF and not self.inhibit and self.intr_ack is not None:
             vector = self.intr_ack()
             if vector is not None:

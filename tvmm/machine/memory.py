@@ -153,6 +153,14 @@ class PhysicalMemory:
         all frames (held weakly, like invalidators)."""
         self._protectors.append((weakref.WeakMethod(one), weakref.WeakMethod(everything)))
 
+    def revoke_writes(self, pfn: int) -> None:
+        """No processor keeps a write-TLB entry for frame ``pfn`` (it became
+        code, or a watched page table): every store to it takes the slow path."""
+        for one, _every in self._protectors:
+            fn = one()
+            if fn is not None:
+                fn(pfn)
+
     # -- dirty logging ---------------------------------------------------------------
     def start_dirty_log(self, on_first_write: Callable[[int], None]) -> None:
         """Log writes from now on: every frame starts clean (no CPU keeps a

@@ -1,4 +1,8 @@
-"""A PC/AT-compatible machine: one CPU, memory, buses and the standard devices.
+"""A PC/AT-compatible machine: processors, memory, buses and the standard devices.
+
+With several processors (``ncpus``), each has its own local APIC; the
+bootstrap processor's LINT0 carries the 8259, the I/O APIC and IPIs reach
+any of them (apic.py), and they take turns as the schedule says (sched.py).
 
 Wiring (as on a PC with an integrated APIC in virtual-wire mode):
   ISA IRQ n --+--> 8259A pair input n --INTR--> local APIC LINT0 (ExtINT) --> CPU INTR
@@ -8,8 +12,9 @@ vector for ExtINT, so a kernel that never touches the APIC still gets 8259
 interrupts, and one that programs the APIC gets its own.
 
 Invariants:
-- Virtual time is ``cpu.icount + idle``: ``idle`` counts instructions skipped
-  while the CPU was halted waiting for the next device event.
+- Virtual time is every processor's ``icount`` plus ``idle``: ``idle`` counts
+  instructions skipped while every processor was halted waiting for the
+  next device event.
 - ``run()`` runs the CPU in slices that end at the next device deadline, so a
   device event happens at an exact instruction count; between deadlines a
   device access sets ``clock.now`` to the exact count of the instruction
@@ -19,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+from . import apic
 from .boot import firmware_tables
 from .bus import PortBus
 from .clock import DEFAULT_IPS, Clock
@@ -27,16 +33,17 @@ from .devices.cga import Cga
 from .devices.ide import Disk, IdeChannel
 from .devices.ioapic import IoApic
 from .devices.kbd import Kbc, SystemControlPortA
-from .devices.lapic import LocalApic
+from .devices.lapic import APIC_BASE, LocalApic
 from .devices.pic import Pic
 from .devices.pit import Pit, SystemControlPortB
 from .devices.qemu_testdev import DebugExit, FwCfg, PcTestdev, PostCodePort
 from .devices.rtc import Rtc
 from .devices.uart import Uart
-from .consts import IF
+from .consts import IF, MSR_APIC_BASE
 from .errors import Stop, StopKind
 from .irq import IrqLine
 from .memory import PhysicalMemory
+from .sched import Schedule
 
 COM1, COM2 = 0x3F8, 0x2F8
 
@@ -67,17 +74,33 @@ class _Timed:
 class PC:
     def __init__(self, mem_size: int = 128 << 20, *, ips: int = DEFAULT_IPS, on_console=None,
                  on_console2=None, disks: tuple = (None, None), testdevs: bool = True, on_post=None,
-                 mem=None, make_cpu=None, on_a20=None):
+                 mem=None, make_cpu=None, on_a20=None, ncpus: int = 1, sched: str = "rr"):
         """A bare PC by default.  A monitor builds each guest's virtual PC by
         passing the guest-physical address space (``mem``), a factory for the
-        guest's virtual CPU (``make_cpu(pc)``, called once the port bus
-        exists) and ``on_a20`` (the A20 gate masks guest-physical
-        addresses, which the monitor's shadow applies)."""
+        guest's virtual CPUs (``make_cpu(pc, index)``, called for each once
+        the port bus exists) and ``on_a20`` (the A20 gate masks
+        guest-physical addresses, which the monitor's shadow applies).
+        ``ncpus`` processors interleave as the schedule ``sched`` says
+        (sched.py); the first is the bootstrap processor, the others wait
+        for INIT and STARTUP IPIs."""
         self.clock = clock = Clock(ips)
         self.mem = mem if mem is not None else PhysicalMemory(mem_size)
         self.bus = PortBus()
         self.on_a20 = on_a20
-        self.cpu = cpu = make_cpu(self) if make_cpu is not None else CPU(self.mem, self.timed_bus())
+        self.cpus = [make_cpu(self, i) if make_cpu is not None else CPU(self.mem, self.timed_bus())
+                     for i in range(ncpus)]
+        for i, c in enumerate(self.cpus):
+            c.index = i
+            if i:
+                c.wait_sipi = True
+                c.msr[MSR_APIC_BASE] = APIC_BASE | 0x800          # enabled, not the BSP
+            c._refresh()
+        self.on_switch = None                     # called with the processor about to run
+        self.cpu = cpu = self.cpus[0]             # the bootstrap processor
+        self.running = cpu                        # the processor executing (or that last did)
+        self._others = 0                          # instructions retired by the others
+        self.schedule = Schedule(sched)
+        self.quantum_end: int | None = None       # running.icount at which its quantum ends
         self.idle = 0
         self.exit_status: int | None = None
         clock.on_new_deadline = self._new_deadline
@@ -85,10 +108,18 @@ class PC:
         pic_out = IrqLine("pic-intr")
         self.pic = Pic(pic_out)
         self.ioapic = IoApic(self._ioapic_deliver, firmware_tables.IOAPIC_ID)
-        self.lapic = LocalApic(clock, 0, on_eoi=self.ioapic.eoi, extint_pending=lambda: pic_out.level,
-                               extint_ack=self.pic.acknowledge, intr=IrqLine("cpu-intr", cpu.set_intr))
+        self.lapics = []
+        for i, c in enumerate(self.cpus):
+            bsp = i == 0
+            lapic = LocalApic(clock, i, on_eoi=self.ioapic.eoi, send_ipi=self._ipi_sender(i),
+                              extint_pending=(lambda: pic_out.level) if bsp else None,
+                              extint_ack=self.pic.acknowledge if bsp else None,
+                              intr=IrqLine(f"cpu{i}-intr", c.set_intr), virtual_wire=bsp,
+                              name="lapic" if bsp else f"lapic{i}")
+            c.intr_ack = lapic.acknowledge
+            self.lapics.append(lapic)
+        self.lapic = self.lapics[0]
         pic_out.connect(self.lapic.extint_changed)
-        cpu.intr_ack = self.lapic.acknowledge
         self.irq = [self._isa_line(n) for n in range(16)]
         # -- devices
         self.pit = Pit(clock, self.irq[0])
@@ -116,19 +147,23 @@ class PC:
                     self.port92, self.ide):
             dev.attach(self.bus)
         self.cga.attach(self.bus, self.mem)
-        self.lapic.attach(_MmioMem(self, self.mem))
+        if ncpus == 1:
+            self.lapic.attach(_MmioMem(self, self.mem))
+        else:                                     # one page, each processor's own APIC
+            _MmioMem(self, self.mem).add_mmio(APIC_BASE, APIC_BASE + 0x1000, _RunningLapic(self), "lapic")
         self.ioapic.attach(_MmioMem(self, self.mem))
         self.devices += [self.lapic, self.ioapic]
         if testdevs:
             self.debug_exit = DebugExit(self._debug_exit)
-            self.fw_cfg = FwCfg(mem_size)
+            self.fw_cfg = FwCfg(mem_size, nb_cpus=ncpus)
             self.testdev = PcTestdev(lambda n: self.irq[n] if 0 <= n < 16 else None)
             self.post = PostCodePort(clock, on_post)
             for dev in (self.debug_exit, self.fw_cfg, self.post):
                 dev.attach(self.bus)
             self.testdev.attach(self.bus, self.mem)
             self.devices += [self.debug_exit, self.fw_cfg, self.testdev, self.post]
-        firmware_tables.install(self.mem)          # what the BIOS would have left
+        self.devices += self.lapics[1:]            # after the rest: 1-CPU snapshots keep their shape
+        firmware_tables.install(self.mem, ncpus)   # what the BIOS would have left
 
     # -- wiring helpers
     def _isa_line(self, n: int) -> IrqLine:
@@ -142,14 +177,24 @@ class PC:
         return IrqLine(f"irq{n}", sink)
 
     def _ioapic_deliver(self, dest, dest_mode, vector, delivery_mode, level_triggered):
-        self.lapic.accept(vector, level_triggered)
+        if len(self.lapics) == 1:
+            # one processor: every message is its own (a kernel that never
+            # sets a destination still gets its interrupts, as before)
+            self.lapic.accept(vector, level_triggered)
+            return
+        apic.deliver(self, apic.targets(self.lapics, dest, dest_mode), delivery_mode, vector, level_triggered)
+
+    def _ipi_sender(self, source: int):
+        def send(dest, mode, vector, shorthand, level, dest_mode):
+            apic.send_ipi(self, source, dest, mode, vector, shorthand, level, dest_mode)
+        return send
 
     def _debug_exit(self, status: int) -> None:
         self.exit_status = status
-        self.cpu.request_stop(Stop(StopKind.REQUEST, f"debug-exit status {status}", {"exit_status": status}))
+        self.running.request_stop(Stop(StopKind.REQUEST, f"debug-exit status {status}", {"exit_status": status}))
 
     def _reset_request(self) -> None:
-        self.cpu.request_stop(Stop(StopKind.REQUEST, "reset requested by the guest", {"reset": True}))
+        self.running.request_stop(Stop(StopKind.REQUEST, "reset requested by the guest", {"reset": True}))
 
     def timed_bus(self) -> "_Timed":
         """The port bus as a CPU must reach it (each access syncs the clock)."""
@@ -159,12 +204,15 @@ class PC:
         if self.on_a20 is not None:
             self.on_a20(enabled)
             return
-        self.cpu.a20_mask = 0xFFFFFFFF if enabled else 0xFFEFFFFF
-        self.cpu.flush_tlb(keep_global=False)
+        for cpu in self.cpus:
+            cpu.a20_mask = 0xFFFFFFFF if enabled else 0xFFEFFFFF
+            cpu.flush_tlb(keep_global=False)
 
     # -- time
     def now(self) -> int:
-        return self.cpu.icount + self.idle
+        """Virtual time: every processor's retired instructions plus the
+        time skipped while all of them were halted."""
+        return self.running.icount + self._others + self.idle
 
     def _new_deadline(self, deadline: int) -> None:
         """A device scheduled an event inside the running slice: end the slice
@@ -172,18 +220,30 @@ class PC:
         deadline; an event scheduled by a memory-mapped store is taken at the
         end of that store's block (a few instructions late, the same in
         every run)."""
-        at = deadline - self.idle
-        if at < self.cpu.stop_at:
-            self.cpu.stop_at = at
+        cpu = self.running
+        at = deadline - self.idle - self._others
+        if at < cpu.stop_at:
+            cpu.stop_at = at
 
     def sync_clock(self) -> None:
         """Make ``clock.now`` the count of the instruction executing right now."""
-        t = self.cpu.insn_time() + self.idle
+        t = self.running.insn_time() + self._others + self.idle
         if t > self.clock.now:
             self.clock.now = t
 
+    def switch_to(self, index: int) -> None:
+        """Make processor ``index`` the running one (between instructions)."""
+        old, new = self.running, self.cpus[index]
+        if new is not old:
+            self._others += old.icount - new.icount
+            self.running = new
+            if self.on_switch is not None:
+                self.on_switch(new)
+
     def run(self, max_insns: int) -> Stop:
         """Run up to ``max_insns`` of virtual time (halted time included)."""
+        if len(self.cpus) > 1:
+            return self._run_smp(max_insns)
         cpu, clock = self.cpu, self.clock
         end = self.now() + max_insns
         while True:
@@ -205,6 +265,95 @@ class PC:
                     self.idle += skip
                 continue
             return stop
+
+
+    def _run_smp(self, max_insns: int) -> Stop:
+        """``run`` for several processors: the schedule picks which one runs
+        and for how long (its quantum, counted in its own instructions,
+        outlives this call); a slice also ends at the next device deadline.
+        A halted processor is skipped until an interrupt can wake it; when
+        none can run, time skips to the next device event."""
+        clock, cpus = self.clock, self.cpus
+        end = self.now() + max_insns
+        while True:
+            clock.advance(max(self.now(), clock.now))
+            now = self.now()
+            if now >= end:
+                return Stop(StopKind.BUDGET)
+            deadline = clock.next_deadline()
+            slice_end = end if deadline is None else min(end, max(deadline, now + 1))
+            cpu = self.running
+            qend = self.quantum_end
+            if qend is None or cpu.icount >= qend or not runnable(cpu):
+                ready = [i for i, c in enumerate(cpus) if runnable(c)]
+                if not ready:
+                    if deadline is None or not any(c.eflags & IF and not c.wait_sipi and c.dead is None
+                                                   for c in cpus):
+                        return Stop(StopKind.HALTED, "every processor halted: nothing will wake them")
+                    self.idle += min(deadline, end) - now
+                    self.quantum_end = None
+                    continue
+                index, quantum = self.schedule.pick(self.running.index, ready)
+                self.switch_to(index)
+                cpu = self.running
+                qend = self.quantum_end = cpu.icount + quantum
+            stop = cpu.run(min(slice_end - now, qend - cpu.icount))
+            if stop.kind == StopKind.BUDGET:
+                continue
+            if stop.kind == StopKind.HALTED and cpu.dead is None:
+                self.quantum_end = None                  # its quantum ends with the HLT
+                if not any(runnable(c) for c in cpus):
+                    deadline = clock.next_deadline()
+                    if deadline is None or not any(c.eflags & IF and not c.wait_sipi and c.dead is None
+                                                   for c in cpus):
+                        # halted for good now, not at the next budget (replays stop at this time)
+                        return Stop(StopKind.HALTED, "every processor halted: nothing will wake them")
+                continue
+            return stop
+
+    def step_cpu(self, index: int) -> Stop:
+        """One instruction of processor ``index`` alone (a debugger's step
+        of one vCPU while the others stay put)."""
+        self.switch_to(index)
+        self.quantum_end = None
+        self.clock.advance(max(self.now(), self.clock.now))
+        return self.running.run(1)
+
+    # -- processor state for snapshots
+    def smp_state(self) -> dict:
+        return {"running": self.running.index, "others": self._others, "quantum_end": self.quantum_end,
+                "schedule": self.schedule.snapshot()}
+
+    def restore_smp_state(self, state: dict) -> None:
+        self.running = self.cpus[state["running"]]
+        if self.on_switch is not None:
+            self.on_switch(self.running)
+        self._others = state["others"]
+        self.quantum_end = state["quantum_end"]
+        self.schedule.restore(state["schedule"])
+
+
+def runnable(cpu) -> bool:
+    """The schedule may give this processor a quantum: started, alive, and
+    not halted unless something (an interrupt, NMI, a stop request) wakes it."""
+    if cpu.wait_sipi or cpu.dead is not None:
+        return False
+    if not cpu.halted:
+        return True
+    return bool(cpu.stop_request or cpu.nmi_pending or (cpu.intr and cpu.eflags & IF))
+
+
+class _RunningLapic:
+    """The local-APIC page of a multiprocessor PC: every processor sees its own APIC there."""
+
+    def __init__(self, pc: PC):
+        self._pc = pc
+
+    def mmio_read(self, off, size):
+        return self._pc.lapics[self._pc.running.index].mmio_read(off, size)
+
+    def mmio_write(self, off, size, value):
+        self._pc.lapics[self._pc.running.index].mmio_write(off, size, value)
 
 
 class _MmioMem:

@@ -36,7 +36,7 @@ class GuestApertureMap:
         self.guest = guest
         self.slot_of: dict[int, int] = {}       # gpfn -> slot (device pages)
         self.gpfn_of: list[int | None] = [None]  # slot -> gpfn; slot 0 is open bus
-        self.vapic: dict[int, int] = {}         # virtual-APIC page: register offset -> value
+        self.vapics: list[dict[int, int]] = []  # per vCPU, its virtual-APIC page: register offset -> value
         self.vapic_reads = 0
 
     def hpa(self, gpfn: int) -> int:
@@ -53,34 +53,47 @@ class GuestApertureMap:
             self.gpfn_of.append(gpfn)
         return APERTURE_BASE + slot * PAGE
 
-    def refresh_vapic(self) -> None:
-        lapic = self.guest.pc.lapic
-        self.vapic = {reg: lapic.read_reg(reg) for reg in STATIC_REGISTERS}
+    def refresh_vapic(self, index: int | None = None) -> None:
+        """Reload the virtual-APIC page of vCPU ``index`` (None: all) from its local APIC."""
+        lapics = self.guest.pc.lapics
+        if len(self.vapics) != len(lapics):
+            self.vapics = [{} for _ in lapics]
+        for i in range(len(lapics)) if index is None else (index,):
+            lapic = lapics[i]
+            self.vapics[i] = {reg: lapic.read_reg(reg) for reg in STATIC_REGISTERS}
+
+    @property
+    def vapic(self) -> dict[int, int]:
+        """The bootstrap processor's virtual-APIC page."""
+        return self.vapics[0]
 
     # -- emulation ------------------------------------------------------------------
     def read(self, slot: int, off: int, size: int) -> int:
+        cpu = self.guest.pc.running
         if slot == HOLE_SLOT:
-            self.guest.vcpu._record(ev.EXIT_MMIO, f"read of unbacked memory (offset {off:#x}/{size})")
+            cpu._record(ev.EXIT_MMIO, f"read of unbacked memory (offset {off:#x}/{size})")
             return (1 << (8 * size)) - 1
         gpa = self.gpfn_of[slot] * PAGE + off
         if gpa & ~0xFFF == APIC_BASE and (off & 0xF) == 0 and size == 4:
-            v = self.vapic.get(off)
+            v = self.vapics[cpu.index].get(off)
             if v is not None:
                 self.vapic_reads += 1
                 return v
         v = self.guest.gmem.read(gpa, size)
-        self.guest.vcpu._record(ev.EXIT_MMIO, f"read {gpa:#010x}/{size} -> {v:#x}")
+        cpu._record(ev.EXIT_MMIO, f"read {gpa:#010x}/{size} -> {v:#x}")
         return v
 
     def write(self, slot: int, off: int, size: int, value: int) -> None:
+        cpu = self.guest.pc.running
         if slot == HOLE_SLOT:
-            self.guest.vcpu._record(ev.EXIT_MMIO, f"write to unbacked memory dropped (offset {off:#x}/{size})")
+            cpu._record(ev.EXIT_MMIO, f"write to unbacked memory dropped (offset {off:#x}/{size})")
             return
         gpa = self.gpfn_of[slot] * PAGE + off
-        self.guest.vcpu._record(ev.EXIT_MMIO, f"write {gpa:#010x}/{size} <- {value:#x}")
+        cpu._record(ev.EXIT_MMIO, f"write {gpa:#010x}/{size} <- {value:#x}")
         self.guest.gmem.write(gpa, size, value)
         if gpa & ~0xFFF == APIC_BASE:
-            self.refresh_vapic()
+            # an IPI may have changed (reset) other processors' APICs too
+            self.refresh_vapic(cpu.index if off != 0x300 else None)
 
 
 class DeviceAperture:

@@ -2,7 +2,7 @@
 
 Every exit, hidden or reflected page fault, injected interrupt and event
 dispatched to a guest's IDT is recorded as an ``Event`` stamped with the
-guest and the guest's instruction count.  The log keeps the newest
+guest, the guest's time (its instruction count) and the vCPU it concerns.  The log keeps the newest
 ``capacity`` events (the UI and the gdb stub show the recent past) and
 counts every event ever recorded by kind, so counters stay exact however
 long a session runs.
@@ -50,6 +50,7 @@ class Event:
     icount: int       # the guest's instruction count when it happened
     kind: str
     detail: str
+    vcpu: int = 0     # which of the guest's processors
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.guest} @{self.icount} {self.kind}: {self.detail}"
@@ -61,20 +62,22 @@ class EventLog:
         self.counts: Counter = Counter()             # (guest, kind) -> n
         self.seq = 0
 
-    def record(self, guest: str, icount: int, kind: str, detail: str = "") -> None:
+    def record(self, guest: str, icount: int, kind: str, detail: str = "", vcpu: int = 0) -> None:
         self.seq += 1
         self.counts[guest, kind] += 1
-        self.events.append(Event(self.seq, guest, icount, kind, detail))
+        self.events.append(Event(self.seq, guest, icount, kind, detail, vcpu))
 
     def count(self, guest: str | None = None, kind: str | None = None) -> int:
         return sum(n for (g, k), n in self.counts.items()
                    if (guest is None or g == guest) and (kind is None or k == kind))
 
-    def recent(self, guest: str | None = None, kinds=None, limit: int = 100) -> list[Event]:
-        """Newest first."""
+    def recent(self, guest: str | None = None, kinds=None, limit: int = 100,
+               vcpu: int | None = None) -> list[Event]:
+        """Newest first (``vcpu``: only that processor's)."""
         out = []
         for e in reversed(self.events):
-            if (guest is None or e.guest == guest) and (kinds is None or e.kind in kinds):
+            if (guest is None or e.guest == guest) and (kinds is None or e.kind in kinds) \
+                    and (vcpu is None or e.vcpu == vcpu):
                 out.append(e)
                 if len(out) >= limit:
                     break

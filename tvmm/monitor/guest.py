@@ -24,7 +24,7 @@ from ..guestspec import GuestSpec
 from ..machine.boot import boot
 from ..machine import debug
 from ..machine.errors import Stop, StopKind
-from ..machine.pc import PC
+from ..machine.pc import PC, runnable
 from . import events as ev
 from .aperture import GuestApertureMap
 from .guestmem import GuestPhysicalMemory
@@ -91,25 +91,37 @@ class Guest:
         self.aperture = GuestApertureMap(self)
         self.shadow = ShadowMmu(self.gmem, monitor.pool, self.aperture.hpa,
                                 on_table_write=self._table_write)
+        self.vcpus: list[VirtualCpu] = []
         self.pc = PC(spec.mem, mem=self.gmem, on_console=self._console_byte,
                      disks=(spec.disk0, spec.disk1), make_cpu=self._make_vcpu,
-                     on_a20=lambda enabled: self.vcpu.set_a20(enabled))
-        self.vcpu: VirtualCpu = self.pc.cpu
-        self.vcpu.intr_ack = self.vcpu.acknowledging(self.vcpu.intr_ack)
+                     on_a20=self._set_a20, ncpus=spec.cpus, sched=spec.sched)
+        self.vcpu: VirtualCpu = self.pc.cpu          # the bootstrap processor
+        for cpu in self.vcpus:
+            cpu.intr_ack = cpu.acknowledging(cpu.intr_ack)
+            # a debugger's breakpoints and watchpoints are the guest's: every vCPU checks them
+            cpu.breakpoints, cpu.watchpoints = self.vcpu.breakpoints, self.vcpu.watchpoints
+        self.pc.on_switch = self.shadow.activate
+        self.shadow.activate(self.vcpu)
         self.aperture.refresh_vapic()
         if self._boots:
             self._boot()
 
-    def _make_vcpu(self, pc: PC) -> VirtualCpu:
-        port = ExitPort(lambda: self.vcpu, pc.timed_bus())
-        self.vcpu = VirtualCpu(self.monitor.host, self, port)
-        return self.vcpu
+    def _make_vcpu(self, pc: PC, index: int) -> VirtualCpu:
+        port = ExitPort(lambda: self.pc.running, pc.timed_bus())
+        cpu = VirtualCpu(self.monitor.host, self, port, index)
+        self.vcpus.append(cpu)
+        return cpu
+
+    def _set_a20(self, enabled: bool) -> None:
+        for cpu in self.vcpus:
+            cpu.set_a20(enabled)
 
     def _boot(self) -> None:
         boot(self.spec, self.gmem, self.vcpu, self.pc.disks[0])
 
     def _table_write(self, hpa: int, size: int) -> None:
-        cpu = getattr(self, "vcpu", None)
+        pc = getattr(self, "pc", None)
+        cpu = pc.running if pc is not None else None
         if cpu is not None and self.monitor.current is self:
             cpu._record(ev.PT_WRITE, f"host {hpa:#010x}/{size}")
 
@@ -121,7 +133,9 @@ class Guest:
     # -- time and state --------------------------------------------------------------------
     @property
     def icount(self) -> int:
-        return self.vcpu.icount
+        """Instructions retired by all of the guest's processors."""
+        pc = self.pc
+        return pc.running.icount + pc._others
 
     def now(self) -> int:
         return self.pc.now()
@@ -139,6 +153,10 @@ class Guest:
             stop = self.pc.run(max_insns)
         finally:
             monitor.current = None
+        return self._after(stop)
+
+    def _after(self, stop: Stop) -> Stop:
+        """The guest's state after a stop of its machine."""
         if stop.kind == StopKind.BUDGET:
             return stop
         self.last_stop = stop
@@ -155,7 +173,7 @@ class Guest:
 
     def _end(self, state: str, reason: str) -> None:
         self.state, self.reason = state, reason
-        self.log.record(self.name, self.icount, ev.GUEST_STOP, f"{state}: {reason}")
+        self.log.record(self.name, self.icount, ev.GUEST_STOP, f"{state}: {reason}", vcpu=self.pc.running.index)
 
     @property
     def alive(self) -> bool:
@@ -182,12 +200,12 @@ class Guest:
         stop = Stop(StopKind.HALTED, "halted: nothing will wake it")
         for _ in range(10_000):
             n = 1
-            if self.vcpu.halted:
+            if not any(runnable(c) for c in self.vcpus):
                 # A halted processor's next instruction is the first one of the
                 # handler of the interrupt that wakes it: run to each device
-                # event until one wakes it.
+                # event until one wakes it (with several vCPUs: until one can run).
                 deadline = self.pc.clock.next_deadline()
-                if deadline is None or not self.vcpu.eflags & 0x200:
+                if deadline is None or not any(c.eflags & 0x200 and not c.wait_sipi for c in self.vcpus):
                     break
                 n = max(1, deadline - self.now() + 1)
             stop = self.run(n)
@@ -199,6 +217,38 @@ class Guest:
             stop = Stop(StopKind.STEP, "single step")
         self.last_stop = stop
         return stop
+
+    def step_vcpu(self, index: int) -> Stop:
+        """One instruction of vCPU ``index`` alone while the others stay
+        put (a debugger stepping one thread).  It changes the interleaving,
+        so it is an outside input: call it through ``apply_input("step",
+        {"vcpu": index})`` to have it recorded.  A vCPU that is halted or
+        waiting for its STARTUP IPI does not move."""
+        cpu = self.vcpus[index]
+        was = self.state
+        if cpu.wait_sipi or not runnable(cpu):
+            why = "waiting for a STARTUP IPI" if cpu.wait_sipi else "halted" if cpu.dead is None else "dead"
+            self.last_stop = Stop(StopKind.STEP, f"CPU#{index} is {why}: it did not move")
+            return self.last_stop
+        self.monitor.current = self
+        try:
+            stop = self.pc.step_cpu(index)
+        finally:
+            self.monitor.current = None
+        stop = self._after(stop)
+        if self.state == RUNNING:
+            self.state = was
+        if stop.kind in (StopKind.BUDGET, StopKind.HALTED):
+            stop = Stop(StopKind.STEP, "single step")
+        self.last_stop = stop
+        return stop
+
+    def breakpoints_changed(self) -> None:
+        """A debugger changed the breakpoints or watchpoints (shared by all
+        vCPUs): every vCPU's run loop and watched pages follow."""
+        for cpu in self.vcpus:
+            debug.update_watch_pages(cpu)
+            cpu._refresh()
 
     def apply_input(self, kind: str, data=None) -> None:
         """The one way an outside change reaches this guest (console input,
@@ -248,7 +298,7 @@ class Guest:
             self.pages.frames_replaced()
         self.vcpu.breakpoints.update(breakpoints)      # a debugger's breakpoints outlive a reboot
         self.vcpu.watchpoints.extend(watchpoints)
-        debug.update_watch_pages(self.vcpu)
+        self.breakpoints_changed()
         self.log.record(self.name, self.icount, ev.GUEST_STOP, "reset: booted again")
 
     def destroy(self) -> None:

@@ -24,20 +24,22 @@ class AccessError(Exception):
     """The address is not guest RAM as the guest's tables say."""
 
 
-def translate(guest, addr: int, physical: bool = False) -> int | None:
+def translate(guest, addr: int, physical: bool = False, cpu=None) -> int | None:
+    """Guest-virtual (as vCPU ``cpu`` maps it; default the bootstrap
+    processor) or guest-physical -> guest-physical; None when unmapped."""
     if physical:
         return addr & M32
-    cpu = guest.vcpu
+    cpu = cpu or guest.vcpu
     if not cpu.guest_cr(0) & CR0_PG:
         return addr & cpu.a20
     return mmu.translate_entries(guest.gmem.read, cpu.guest_cr(0), cpu.guest_cr(3), cpu.guest_cr(4), addr & M32,
                                  a20=cpu.a20).pa
 
 
-def _spans(guest, addr: int, n: int, physical: bool):
+def _spans(guest, addr: int, n: int, physical: bool, cpu=None):
     while n > 0:
         chunk = min(n, 0x1000 - (addr & 0xFFF))
-        gpa = translate(guest, addr, physical)
+        gpa = translate(guest, addr, physical, cpu)
         if gpa is None or guest.gmem.hpa_page(gpa >> 12) is None:
             raise AccessError(f"cannot access memory at {addr:#x}")
         yield gpa, chunk
@@ -45,12 +47,12 @@ def _spans(guest, addr: int, n: int, physical: bool):
         n -= chunk
 
 
-def read(guest, addr: int, n: int, physical: bool = False) -> bytes:
-    return b"".join(guest.gmem.read_bytes(gpa, k) for gpa, k in _spans(guest, addr, n, physical))
+def read(guest, addr: int, n: int, physical: bool = False, cpu=None) -> bytes:
+    return b"".join(guest.gmem.read_bytes(gpa, k) for gpa, k in _spans(guest, addr, n, physical, cpu))
 
 
-def write(guest, addr: int, data: bytes, physical: bool = False) -> None:
-    spans = list(_spans(guest, addr, len(data), physical))       # all or nothing
+def write(guest, addr: int, data: bytes, physical: bool = False, cpu=None) -> None:
+    spans = list(_spans(guest, addr, len(data), physical, cpu))       # all or nothing
     pos = 0
     for gpa, k in spans:
         guest.gmem.write_bytes(gpa, data[pos:pos + k])
@@ -75,10 +77,12 @@ class PageRow:
         return bool(self.shadow & 1 and not self.shadow & 2 and guest_w)
 
 
-def walk(guest, gva: int) -> PageRow:
-    cpu = guest.vcpu
+def walk(guest, gva: int, cpu=None) -> PageRow:
+    """Page ``gva`` as vCPU ``cpu`` (default the bootstrap processor) sees
+    it, beside the entry of that vCPU's shadow root."""
+    cpu = cpu or guest.vcpu
     gva &= 0xFFFFF000
-    shadow = guest.shadow.entry(gva)
+    shadow = guest.shadow.entry(gva, getattr(cpu, "shadow_root", None))
     hpa = shadow & 0xFFFFF000 if shadow & 1 else None
     if not cpu.guest_cr(0) & CR0_PG:
         gpa = gva & cpu.a20

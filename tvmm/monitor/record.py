@@ -26,7 +26,11 @@ general registers, ``eip`` — also ``c ADDR``/``s ADDR`` — ``eflags``,
 own tables without setting its accessed bit, with the processor's checks;
 CS only outside protected mode) and ``mem`` (a debugger's memory write,
 ``{"addr", "bytes"}``: guest-virtual address and hex bytes, with
-``"physical": true`` for a guest-physical one).
+``"physical": true`` for a guest-physical one) and ``step`` (a debugger
+ran one instruction of one vCPU alone, ``{"vcpu": 1}``: it changes the
+interleaving, so it is an input).  ``reg`` and ``seg`` inputs name the vCPU
+with ``"vcpu"`` (default 0, the bootstrap processor); ``mem`` inputs
+translate through vCPU 0's page tables unless ``"vcpu"`` says otherwise.
 
 The memory digest (format 2) is ``digest.MemoryDigest``: 16 hex digits,
 kept current from the dirty log, so recording costs what the guest writes
@@ -62,10 +66,13 @@ class SessionError(Exception):
 
 # -- state digests ------------------------------------------------------------------------
 def regs_digest(guest) -> str:
-    c = guest.vcpu
-    state = (tuple(c.regs), c.eip, c.get_eflags(), tuple(c.seg_sel), tuple(c.seg_base), tuple(c.seg_limit),
-             c.guest_cr(0), c.cr2, c.guest_cr(3), c.guest_cr(4), c.cpl, c.halted)
-    return hashlib.sha256(repr(state).encode()).hexdigest()[:32]
+    """Every vCPU's registers (one vCPU: the same digest as ever)."""
+    states = []
+    for c in guest.vcpus:
+        state = (tuple(c.regs), c.eip, c.get_eflags(), tuple(c.seg_sel), tuple(c.seg_base), tuple(c.seg_limit),
+                 c.guest_cr(0), c.cr2, c.guest_cr(3), c.guest_cr(4), c.cpl, c.halted)
+        states.append(state if c.index == 0 else state + (c.wait_sipi, c.icount))
+    return hashlib.sha256(repr(states[0] if len(states) == 1 else tuple(states)).encode()).hexdigest()[:32]
 
 
 def mem_digest(guest) -> str:
@@ -238,15 +245,26 @@ def prepare_input(guest, kind: str, data):
         if kind == "reset":
             return guest.reset
         if kind == "reg":
-            return _prepare_register(guest, data["name"], _u32(data["value"]))
+            return _prepare_register(_vcpu(guest, data), data["name"], _u32(data["value"]))
         if kind == "seg":
-            return _prepare_segment(guest, data["name"], _u32(data["selector"]))
+            return _prepare_segment(_vcpu(guest, data), data["name"], _u32(data["selector"]))
         if kind == "mem":
             return _prepare_memory(guest, _u32(data["addr"]), bytes.fromhex(data["bytes"]),
-                                   bool(data.get("physical", False)))
+                                   bool(data.get("physical", False)), _vcpu(guest, data))
+        if kind == "step":
+            cpu = _vcpu(guest, data)
+            return lambda: guest.step_vcpu(cpu.index)
     except (TypeError, KeyError, ValueError, AttributeError, UnicodeError) as e:
         raise InputRejected(f"malformed {kind} input {data!r}: {e}") from None
     raise SessionError(f"unknown input kind {kind!r}")
+
+
+def _vcpu(guest, data):
+    """The vCPU an input names (``"vcpu"``, default 0)."""
+    index = data.get("vcpu", 0) if isinstance(data, dict) else 0
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(guest.vcpus):
+        raise InputRejected(f"guest {guest.name} has no vCPU {index!r}")
+    return guest.vcpus[index]
 
 
 def _u32(value) -> int:
@@ -260,45 +278,45 @@ _TABLE_REGS = ("gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit")
 SEGMENT_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")       # the processor's order (ES=0 … GS=5)
 
 
-def _prepare_register(guest, name: str, value: int):
+def _prepare_register(cpu, name: str, value: int):
     if name in _GPRS:
         i = _GPRS.index(name)
-        return lambda: guest.vcpu.regs.__setitem__(i, value)
+        return lambda: cpu.regs.__setitem__(i, value)
     if name == "eip":
-        return lambda: setattr(guest.vcpu, "eip", value)
+        return lambda: setattr(cpu, "eip", value)
     if name == "eflags":
         def set_eflags():
-            guest.vcpu.set_eflags(value)
-            guest.vcpu._refresh()                     # TF decides single-instruction mode
+            cpu.set_eflags(value)
+            cpu._refresh()                     # TF decides single-instruction mode
         return set_eflags
     if name in ("cr0", "cr3", "cr4"):
-        return lambda: getattr(guest.vcpu, f"set_{name}")(value)   # the monitor's view: shadows follow
+        return lambda: getattr(cpu, f"set_{name}")(value)   # the monitor's view: shadows follow
     if name == "cr2":
-        return lambda: setattr(guest.vcpu, "cr2", value)
+        return lambda: setattr(cpu, "cr2", value)
     if name in _TABLE_REGS:
         v = value if name.endswith("base") else value & 0xFFFF
-        return lambda: setattr(guest.vcpu, name, v)
+        return lambda: setattr(cpu, name, v)
     raise InputRejected(f"register {name!r} cannot be written")
 
 
-def _prepare_segment(guest, name: str, sel: int):
+def _prepare_segment(cpu, name: str, sel: int):
     """A segment register load from outside: the descriptor read side-effect
     free from the guest's own tables, the checks MOV Sreg makes."""
     from ..machine import segments
     from ..machine.consts import DESC_CODE, DESC_CONFORMING, DESC_P, DESC_RW, DESC_S
     if name not in SEGMENT_NAMES:
         raise InputRejected(f"no segment register {name!r}")
-    seg, cpu = SEGMENT_NAMES.index(name), guest.vcpu
+    seg = SEGMENT_NAMES.index(name)
     if sel > 0xFFFF:
         raise InputRejected(f"selector {sel:#x} is wider than 16 bits")
     if not cpu.protected:
-        return lambda: segments.load_real(guest.vcpu, seg, sel)
+        return lambda: segments.load_real(cpu, seg, sel)
     if name == "cs":
         raise InputRejected("CS cannot be loaded from outside in protected mode (it sets the privilege level)")
     if not sel & 0xFFFC:
         if name == "ss":
             raise InputRejected("SS cannot hold a null selector")
-        return lambda: segments.set_cache(guest.vcpu, seg, sel, 0, 0, 0)
+        return lambda: segments.set_cache(cpu, seg, sel, 0, 0, 0)
     if sel & 4:
         if not cpu.ldtr_sel & 0xFFFC:
             raise InputRejected(f"selector {sel:#x} names the LDT and there is none")
@@ -310,7 +328,7 @@ def _prepare_segment(guest, name: str, sel: int):
         raise InputRejected(f"selector {sel:#x} is beyond its descriptor table's limit")
     from . import inspect
     try:
-        raw = inspect.read(guest, (base + index) & 0xFFFFFFFF, 8)
+        raw = inspect.read(cpu.guest, (base + index) & 0xFFFFFFFF, 8, cpu=cpu)
     except inspect.AccessError as e:
         raise InputRejected(f"selector {sel:#x}: its descriptor cannot be read ({e})") from None
     lo, hi = int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
@@ -328,16 +346,16 @@ def _prepare_segment(guest, name: str, sel: int):
     if not attr & DESC_P:
         raise InputRejected(f"selector {sel:#x}: the segment is not present")
     base_, limit_ = segments.desc_base(lo, hi), segments.desc_limit(lo, hi)
-    return lambda: segments.set_cache(guest.vcpu, seg, sel, base_, limit_, attr)
+    return lambda: segments.set_cache(cpu, seg, sel, base_, limit_, attr)
 
 
-def _prepare_memory(guest, addr: int, data: bytes, physical: bool):
+def _prepare_memory(guest, addr: int, data: bytes, physical: bool, cpu=None):
     from . import inspect
     try:
-        inspect.read(guest, addr, len(data), physical)      # every page is guest RAM, or nothing is written
+        inspect.read(guest, addr, len(data), physical, cpu)  # every page is guest RAM, or nothing is written
     except inspect.AccessError as e:
         raise InputRejected(str(e)) from None
-    return lambda: inspect.write(guest, addr, data, physical)
+    return lambda: inspect.write(guest, addr, data, physical, cpu)
 
 
 class Divergence(Exception):
@@ -361,6 +379,7 @@ def replay(monitor, records: list[dict], on_progress=None) -> dict[str, int]:
         if g.name not in digests:
             digests[g.name] = MemoryDigest(g)
         return digests[g.name].value()
+    ends = {rec.get("guest"): rec for rec in records if rec.get("t") == "end"}
     try:
         for rec in records:
             kind = rec.get("t")
@@ -368,6 +387,12 @@ def replay(monitor, records: list[dict], on_progress=None) -> dict[str, int]:
                 continue
             g = monitor.guest(rec["guest"])
             _run_to(g, rec["time"])
+            end = ends.get(g.name)
+            if kind != "input" and g.runnable and end is not None and end.get("time") == rec["time"] \
+                    and end.get("state") not in ("running", "paused"):
+                # the guest ended at this time without retiring an instruction
+                # (a triple fault): let it take that last step
+                g.run(1)
             if kind == "input":
                 apply_input(g, rec["kind"], rec["data"])
             elif kind == "digest":

@@ -49,8 +49,9 @@ MAX_DEPTH = 16               # the documented records nest 4 deep
 MAX_TIME = 1 << 53
 MAX_MEM_INPUT = 1 << 20      # bytes in one debugger memory write
 U32 = 1 << 32
+MAX_CPUS = 16                # guestspec.MAX_CPUS
 
-INPUT_KINDS = ("serial", "key", "reset", "reg", "seg", "mem")
+INPUT_KINDS = ("serial", "key", "reset", "reg", "seg", "mem", "step")
 STATES = ("running", "paused", "halted", "exited", "crashed")
 FILE_KEYS = ("kernel", "disk0", "disk1", "rom")
 
@@ -165,7 +166,7 @@ def _header(path: str, head: dict) -> set[str]:
 
 
 def _spec(where: str, spec) -> dict:
-    from ..guestspec import BOOT_METHODS, MAX_MEM, MIN_MEM, GuestSpec
+    from ..guestspec import BOOT_METHODS, MAX_MEM, MIN_MEM, GuestSpec, SpecError, parse_cpus, parse_sched
     if not isinstance(spec, dict):
         raise _error(f"{where}: \"spec\" must be an object")
     fields = {f.name: f for f in dataclasses.fields(GuestSpec)}
@@ -192,6 +193,12 @@ def _spec(where: str, spec) -> dict:
     if not MIN_MEM <= mem <= MAX_MEM or mem % 4096:
         raise _error(f"{where}: spec mem {mem} is not a multiple of 4 KiB from {MIN_MEM >> 20} MiB "
                      f"to {MAX_MEM >> 30} GiB")
+    try:
+        parse_cpus(str(spec.get("cpus", 1)))
+        if parse_sched(spec.get("sched", "rr")) != spec.get("sched", "rr"):
+            raise SpecError(f"sched {spec['sched']!r} is not in its canonical form")
+    except SpecError as e:
+        raise _error(f"{where}: spec: {e}") from None
     boot = spec.get("boot", fields["boot"].default)
     if boot not in BOOT_METHODS:
         raise _error(f"{where}: unknown boot method {_show(boot)} (use {', '.join(BOOT_METHODS)})")
@@ -215,6 +222,12 @@ def _input(where: str, rec: dict) -> None:
             raise _error(f"{where}: a {kind} input's data must be {{\"name\": NAME, \"{value}\": N}}")
         _str(where, data, "name", _REGNAME)
         _int(where, data, value, 0, U32 - 1 if kind == "reg" else 0xFFFF)
+        if "vcpu" in data:
+            _int(where, data, "vcpu", 0, MAX_CPUS - 1)
+    elif kind == "step":
+        if not isinstance(data, dict):
+            raise _error(f"{where}: a step input's data must be {{\"vcpu\": N}}")
+        _int(where, data, "vcpu", 0, MAX_CPUS - 1)
     elif kind == "mem":
         if not isinstance(data, dict):
             raise _error(f"{where}: a mem input's data must be {{\"addr\": N, \"bytes\": HEX}}")
@@ -226,6 +239,8 @@ def _input(where: str, rec: dict) -> None:
             raise _error(f"{where}: memory input at {addr:#x} runs past the 32-bit address space")
         if not isinstance(data.get("physical", False), bool):
             raise _error(f"{where}: \"physical\" must be true or false")
+        if "vcpu" in data:
+            _int(where, data, "vcpu", 0, MAX_CPUS - 1)
 
 
 # -- field checks ---------------------------------------------------------------------------

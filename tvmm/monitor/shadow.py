@@ -122,7 +122,8 @@ class ShadowMmu:
         self.roots: dict = {}
         self.current: _Root = self._new_root(None)
         self.watch: dict[int, set] = {}          # host frame -> {(root key, directory index or -1)}
-        self.cpu = None                          # the vCPU whose TLB mirrors the current root
+        self.cpu = None                          # the running vCPU; ``current`` is its root
+        self.cpus: list = []                     # every vCPU of the guest (``cpu.shadow_root``: its root)
         self.fills = 0
         self.pool_flushes = 0
         self.root_switches = 0
@@ -147,25 +148,48 @@ class ShadowMmu:
         except PoolExhausted:
             pass
         self.pool_flushes += 1
-        for key in [k for k, r in self.roots.items() if r is not getattr(self, "current", None)]:
+        live = self._live()
+        for key in [k for k, r in self.roots.items() if id(r) not in live]:
             self._drop_root(key)
         try:
             return self.pool.take()
         except PoolExhausted:
-            cur = getattr(self, "current", None)
-            if cur is None:
+            if not live:
                 raise
-            for pdi in list(cur.tables):
-                self._drop_table(cur, pdi)
-            if self.cpu is not None:
-                self.cpu.flush_tlb(keep_global=False)
+            for root in list(self.roots.values()):
+                for pdi in list(root.tables):
+                    self._drop_table(root, pdi)
+            for cpu in self.cpus:
+                cpu.flush_tlb(keep_global=False)
             return self.pool.take()             # raises only for an absurdly small pool
+
+    def _live(self) -> set[int]:
+        """ids of the roots some vCPU is using (never dropped)."""
+        live = {id(c.shadow_root) for c in self.cpus if getattr(c, "shadow_root", None) is not None}
+        cur = getattr(self, "current", None)
+        if cur is not None:
+            live.add(id(cur))
+        return live
+
+    def _users(self, root: _Root) -> list:
+        """The vCPUs whose processor walks ``root`` (their TLBs may cache it)."""
+        return [c for c in self.cpus if getattr(c, "shadow_root", None) is root]
+
+    def activate(self, cpu) -> None:
+        """``cpu`` is about to run (several vCPUs take turns): its root is current."""
+        self.cpu = cpu
+        root = getattr(cpu, "shadow_root", None)
+        if root is not None:
+            self.current = root
 
     # -- roots --------------------------------------------------------------------------
     def switch(self, cpu, state) -> int:
         """Make the shadow for the guest's current CR3 (or the identity
         shadow, paging off) current; returns its host-physical address."""
-        self.cpu = cpu
+        if self.cpu is None:
+            self.cpu = cpu
+        if cpu not in self.cpus:
+            self.cpus.append(cpu)
         key = (state.vcr3 & 0xFFFFF000) if state.vcr0 & CR0_PG else None
         root = self.roots.get(key)
         if root is None:
@@ -180,24 +204,53 @@ class ShadowMmu:
         self.root_switches += 1
         self._clock += 1
         root.last_used = self._clock
-        self.current = root
+        if cpu is self.cpu:
+            self.current = root
+        cpu.shadow_root = root
         return root.frame * PAGE
 
     def reset_all(self, cpu) -> int:
-        """Drop every root (a paging-mode change); returns the entries dropped."""
+        """Drop every shadow entry (a paging-mode change on ``cpu``); returns
+        the entries dropped.  Roots other vCPUs are using stay (emptied, to
+        be refilled by their own walks); ``cpu``'s own root becomes the
+        identity root, and the caller switches it to the right one next."""
         n = sum(len(f) for r in self.roots.values() for f in r.filled.values())
+        if self.cpu is None:
+            self.cpu = cpu
+        if cpu not in self.cpus:
+            self.cpus.append(cpu)
+        mine = getattr(cpu, "shadow_root", None) or self.current
+        others = {id(c.shadow_root) for c in self.cpus
+                  if c is not cpu and getattr(c, "shadow_root", None) is not None}
         for key in list(self.roots):
-            if self.roots[key] is not self.current:
+            root = self.roots[key]
+            if root is mine:
+                continue
+            if id(root) in others:
+                for pdi in list(root.tables):
+                    self._drop_table(root, pdi)
+            else:
                 self._drop_root(key)
-        cur = self.current
-        for pdi in list(cur.tables):
-            self._drop_table(cur, pdi)
-        if cur.key is not None:
-            self._unwatch_frame(cur.key >> 12, (cur.key, -1))
-        del self.roots[cur.key]
-        cur.key = None
-        self.roots[None] = cur                  # the caller switches to the right one next
-        cpu.flush_tlb(keep_global=False)
+        for pdi in list(mine.tables):
+            self._drop_table(mine, pdi)
+        if id(mine) not in others:
+            if mine.key is not None:
+                self._unwatch_frame(mine.key >> 12, (mine.key, -1))
+            del self.roots[mine.key]
+            identity = self.roots.pop(None, None)
+            if identity is not None:            # another vCPU's identity root stays its own
+                self.roots[None] = identity
+                self.host.write_bytes(mine.frame * PAGE, bytes(PAGE))
+                self.pool.give(mine.frame)
+                mine = identity
+            else:
+                mine.key = None
+                self.roots[None] = mine
+        cpu.shadow_root = mine
+        if cpu is self.cpu:
+            self.current = mine
+        for c in self.cpus:
+            c.flush_tlb(keep_global=False)
         return n
 
     def _drop_root(self, key) -> None:
@@ -242,8 +295,7 @@ class ShadowMmu:
         if tags is None:
             tags = self.watch[hpfn] = set()
             self.host.write_watch[hpfn] = self._table_written
-            if self.cpu is not None:
-                self.cpu.drop_write_entries(hpfn)
+            self.host.revoke_writes(hpfn)       # every processor's write TLB
         tags.add(tag)
 
     def _unwatch_host(self, hpfn: int, tag) -> None:
@@ -270,7 +322,6 @@ class ShadowMmu:
         if flood > FLOOD_LIMIT and self._unshadow(hpfn):
             return
         first, last = (pa & 0xFFF) >> 2, ((pa & 0xFFF) + size - 1) >> 2
-        cpu = self.cpu
         for key, pdi in list(tags):
             root = self.roots.get(key)
             if root is None:
@@ -279,7 +330,7 @@ class ShadowMmu:
                 for i in range(first, last + 1):
                     if i in root.tables:
                         self._drop_table(root, i)
-                        if root is self.current and cpu is not None:
+                        for cpu in self._users(root):
                             cpu.flush_tlb(keep_global=False)
             else:
                 table = root.tables.get(pdi)
@@ -290,7 +341,7 @@ class ShadowMmu:
                     if j in filled:
                         filled.discard(j)
                         self.host.write(table * PAGE + j * 4, 4, 0)
-                        if root is self.current and cpu is not None:
+                        for cpu in self._users(root):
                             cpu.invlpg((pdi << 22) | (j << 12))
 
     def _unshadow(self, hpfn: int) -> bool:
@@ -300,19 +351,19 @@ class ShadowMmu:
         root if it is a directory other than the current one) and stop
         watching it.  Returns False when it must stay watched (it is the
         current directory)."""
-        cpu = self.cpu
+        live = self._live()
         for key, pdi in list(self.watch.get(hpfn, ())):
             root = self.roots.get(key)
             if root is None:
                 continue
             if pdi < 0:
-                if root is self.current:
+                if id(root) in live:
                     self.flood[hpfn] = 0
                     return False
                 self._drop_root(key)
             elif pdi in root.tables:
                 self._drop_table(root, pdi)
-                if root is self.current and cpu is not None:
+                for cpu in self._users(root):
                     cpu.flush_tlb(keep_global=False)
         self.flood.pop(hpfn, None)
         self.unshadowed += 1
@@ -344,7 +395,8 @@ class ShadowMmu:
         ``vcr0``/``vcr3``/``vcr4``/``a20`` are the guest's).  Returns None
         when hidden (the shadow now allows the access) or the fault to
         reflect into the guest."""
-        self.cpu = cpu
+        if cpu is not self.cpu:
+            self.activate(cpu)
         gva = fault.cr2
         write = bool(fault.error_code & PF_W)
         user = bool(fault.error_code & PF_U)
@@ -403,8 +455,8 @@ class ShadowMmu:
 
     def _install(self, cpu, gva: int, gpa_page: int, user: bool, write: bool, glob: bool, large: bool,
                  table_gpa=None) -> None:
-        """Fill the current root's entry for ``gva`` with these permissions."""
-        root = self.current
+        """Fill ``cpu``'s root's entry for ``gva`` with these permissions."""
+        root = cpu.shadow_root
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         table = self._table_for(root, pdi, table_gpa)
         if large:
@@ -427,7 +479,7 @@ class ShadowMmu:
         directory entry and the neighbours' entries fetched once."""
         gmem = self.gmem
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
-        filled = self.current.filled.get(pdi, ())
+        filled = cpu.shadow_root.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
         ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
         cr0, cr3, cr4, a20 = state.vcr0, state.vcr3, state.vcr4, state.a20
@@ -456,13 +508,14 @@ class ShadowMmu:
 
     # -- invalidation -------------------------------------------------------------------
     def invlpg(self, cpu, gva: int) -> None:
-        root = self.current
+        root = cpu.shadow_root
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         table = root.tables.get(pdi)
         if table is not None:
             if pdi in root.large:                      # a guest 4 MiB page: the whole region
                 self._drop_table(root, pdi)
-                cpu.flush_tlb(keep_global=False)
+                for c in self._users(root) or [cpu]:
+                    c.flush_tlb(keep_global=False)
                 return
             self.host.write(table * PAGE + pti * 4, 4, 0)
             root.filled[pdi].discard(pti)

@@ -44,14 +44,23 @@ class Snapshot:
         return len(self.memory) + len(self.console) + 4096      # devices and registers: a few KiB
 
 
-def take_state(guest) -> tuple:
-    """Everything but RAM and the console: ``(cpu, devices, pc, state)``."""
-    cpu, pc = guest.vcpu, guest.pc
+def cpu_state(cpu) -> dict:
+    """One processor's registers and execution state."""
     state = {f: getattr(cpu, f) for f in _CPU_FIELDS}
     state.update(regs=list(cpu.regs), eflags=cpu.get_eflags(), dr=list(cpu.dr), msr=dict(cpu.msr),
-                 cpl=cpu.cpl, seg=[list(cpu.seg_sel), list(cpu.seg_base), list(cpu.seg_limit), list(cpu.seg_attr)])
-    return (state, tuple(d.snapshot() for d in pc.devices),
-            {"idle": pc.idle, "exit_status": pc.exit_status, "clock": pc.clock.now},
+                 cpl=cpu.cpl, seg=[list(cpu.seg_sel), list(cpu.seg_base), list(cpu.seg_limit), list(cpu.seg_attr)],
+                 wait_sipi=cpu.wait_sipi, nmi_pending=cpu.nmi_pending)
+    return state
+
+
+def take_state(guest) -> tuple:
+    """Everything but RAM and the console: ``(cpu, devices, pc, state)``
+    (``cpu`` is the bootstrap processor; the others are in ``pc["aps"]``)."""
+    pc = guest.pc
+    pcs = {"idle": pc.idle, "exit_status": pc.exit_status, "clock": pc.clock.now}
+    if len(pc.cpus) > 1:
+        pcs.update(aps=[cpu_state(c) for c in pc.cpus[1:]], smp=pc.smp_state())
+    return (cpu_state(pc.cpu), tuple(d.snapshot() for d in pc.devices), pcs,
             (guest.state, guest.reason, guest.exit_status, guest.last_stop))
 
 
@@ -65,7 +74,7 @@ def take(guest) -> Snapshot:
             page = ram[hpfn * PAGE:(hpfn + 1) * PAGE]
             if page != _ZERO:
                 pages += gpfn.to_bytes(4, "little") + page
-    return Snapshot(guest.name, guest.vcpu.icount, guest.now(), state, devices, pcs,
+    return Snapshot(guest.name, guest.icount, guest.now(), state, devices, pcs,
                     zlib.compress(bytes(pages), 1), bytes(guest.console), gstate)
 
 
@@ -80,14 +89,24 @@ def restore(guest, snap: Snapshot) -> None:
 def restore_state(guest, saved: tuple) -> None:
     """Put back what ``take_state`` saved (RAM and console are the caller's)."""
     s, devices, pcs, gstate = saved
-    cpu, pc = guest.vcpu, guest.pc
+    pc = guest.pc
     # time and devices
     pc.clock._heap.clear()
     pc.clock.now = pcs["clock"]
     pc.idle, pc.exit_status = pcs["idle"], pcs["exit_status"]
     for dev, state in zip(pc.devices, devices):
         dev.restore(state)
-    # the processor
+    # the processors
+    _set_cpu_state(pc.cpu, s)
+    for cpu, state in zip(pc.cpus[1:], pcs.get("aps", ())):
+        _set_cpu_state(cpu, state)
+    if "smp" in pcs:
+        pc.restore_smp_state(pcs["smp"])
+    guest.aperture.refresh_vapic()
+    guest.state, guest.reason, guest.exit_status, guest.last_stop = gstate
+
+
+def _set_cpu_state(cpu, s: dict) -> None:
     for f in _CPU_FIELDS:
         setattr(cpu, f, s[f])
     cpu.regs[:] = s["regs"]
@@ -98,13 +117,14 @@ def restore_state(guest, saved: tuple) -> None:
     sel, base, limit, attr = s["seg"]
     cpu.seg_sel[:], cpu.seg_base[:], cpu.seg_limit[:], cpu.seg_attr[:] = sel, base, limit, attr
     cpu.set_cpl(s["cpl"])
+    cpu.wait_sipi = s.get("wait_sipi", False)
+    cpu.nmi_pending = s.get("nmi_pending", False)
     segments.refresh_bounds(cpu)
     cpu.shadow.reset_all(cpu)
     cpu._apply_real()
     cpu.stop_request = None
     cpu.dead = None
     cpu._refresh()
-    guest.state, guest.reason, guest.exit_status, guest.last_stop = gstate
 
 
 def _restore_memory(guest, pages: bytes) -> None:

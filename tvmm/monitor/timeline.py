@@ -52,7 +52,6 @@ import contextlib
 import time
 import zlib
 
-from ..machine import debug
 from ..machine.errors import Stop, StopKind
 from . import snapshot
 
@@ -362,11 +361,11 @@ class Timeline:
     def _quiet(self):
         """While seeking: no debugger breakpoints or watchpoints, no recorder."""
         g = self.guest
-        cpu = g.vcpu
+        cpu = g.vcpu                                  # (the sets are shared by every vCPU)
         bps, wps = set(cpu.breakpoints), list(cpu.watchpoints)
         cpu.breakpoints.clear()
         cpu.watchpoints.clear()
-        debug.update_watch_pages(cpu)
+        g.breakpoints_changed()
         recorder, g.recorder = g.recorder, None
         try:
             yield
@@ -375,7 +374,7 @@ class Timeline:
             cpu = g.vcpu                              # (a replayed input may have built a new one)
             cpu.breakpoints.update(bps)
             cpu.watchpoints.extend(wps)
-            debug.update_watch_pages(cpu)
+            g.breakpoints_changed()
 
     def _run_to(self, limit: int, hits: list | None = None) -> None:
         """Run forward to instruction ``limit`` applying the recorded inputs
@@ -395,7 +394,7 @@ class Timeline:
                 continue
             was = g.state
             if hits is not None:
-                g.vcpu.skip_bp_once = bool(hits) and hits[-1][0] == g.icount
+                g.pc.running.skip_bp_once = bool(hits) and hits[-1][0] == g.icount
                 g.state = "running"
             stop = g.run(n)
             if hits is not None and stop.kind in (StopKind.BREAKPOINT, StopKind.WATCHPOINT) \

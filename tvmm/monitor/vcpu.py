@@ -33,7 +33,7 @@ CR0_RESET = 0x60000010
 
 
 class VirtualCpu(CPU):
-    def __init__(self, host_mem, guest, io):
+    def __init__(self, host_mem, guest, io, index: int = 0):
         self.guest = guest
         self.shadow = guest.shadow
         self.log = guest.log
@@ -44,6 +44,7 @@ class VirtualCpu(CPU):
         self._last_dispatch = None
         self._ack_waited: int | None = None
         super().__init__(host_mem, io, cpuid_hypervisor=True, ops=VMX_OPS)
+        self.index = index
         self.intercept = self._dispatched
 
     # -- real state from guest state ---------------------------------------------------
@@ -68,7 +69,9 @@ class VirtualCpu(CPU):
         self._record(ev.SHADOW_FLUSH, f"{why}: every shadow root dropped ({n} entries)")
 
     def _record(self, kind: str, detail: str) -> None:
-        self.log.record(self.guest.name, self.insn_time(), kind, detail)
+        pc = getattr(self.guest, "pc", None)
+        others = pc._others if pc is not None and pc.running is self else 0
+        self.log.record(self.guest.name, self.insn_time() + others, kind, detail, vcpu=self.index)
 
     # -- the guest's control registers ------------------------------------------------------
     def set_cr0(self, value: int) -> None:

@@ -11,6 +11,13 @@ where the processor decoded an instruction (so the disassembly never starts
 in the middle of one), the page rows for a window of
 virtual addresses (guest walk beside shadow entry), a memory window, the
 console's tail, the CGA screen and the guest's recent events with counters.
+
+A guest with several processors is seen through one of them, the selected
+vCPU (``guest_view(..., vcpu=i)``; the bootstrap processor by default): the
+registers, code and page rows (that vCPU's page tables and shadow root) and
+the memory window are that vCPU's, while ``vcpus`` sums up every vCPU
+(state, EIP, instructions retired) for the guests pane.  ``event_vcpu``
+narrows the events to one vCPU's.
 """
 
 from __future__ import annotations
@@ -52,6 +59,16 @@ class Registers:
 
 
 @dataclass(frozen=True)
+class VcpuRow:
+    """One of a guest's processors, summed up."""
+    index: int
+    state: str                           # running, paused, halted, wait SIPI, crashed, stopped
+    eip: int
+    icount: int                          # instructions it retired itself
+    ran_last: bool = False               # the processor that executed last (hit the breakpoint, ...)
+
+
+@dataclass(frozen=True)
 class GuestView:
     name: str
     state: str
@@ -73,30 +90,62 @@ class GuestView:
     kernel: str | None = None
     code_starts: tuple[int, ...] = ()    # linear addresses in the code window known to start an instruction
     history: str = ""                    # how far back the guest can go ("": no history kept)
+    vcpu: int = 0                        # the vCPU whose registers, code, pages and memory these are
+    vcpus: tuple[VcpuRow, ...] = ()      # every vCPU, in index order
+    event_vcpu: int | None = None        # events: only this vCPU's (None: every vCPU's)
+
+    @property
+    def smp(self) -> bool:
+        """The guest has several processors (the UI then names them)."""
+        return len(self.vcpus) > 1
+
+    @property
+    def vcpu_state(self) -> str:
+        """The selected vCPU's state (the guest's when it has one processor)."""
+        return self.vcpus[self.vcpu].state if self.smp else self.state
 
 
-def registers(guest) -> Registers:
-    c = guest.vcpu
+def vcpu_state(guest, cpu) -> str:
+    """A processor's state: crashed, waiting for its STARTUP IPI, halted, or
+    else the guest's (running, paused; ``stopped`` once the guest ended)."""
+    if cpu.dead is not None:
+        return "crashed"
+    if cpu.wait_sipi:
+        return "wait SIPI"
+    if cpu.halted:
+        return "halted"
+    return guest.state if guest.state in ("running", "paused") else "stopped"
+
+
+def vcpu_rows(guest) -> tuple[VcpuRow, ...]:
+    last = guest.pc.running
+    return tuple(VcpuRow(c.index, vcpu_state(guest, c), c.eip, c.icount, c is last) for c in guest.vcpus)
+
+
+def registers(guest, cpu=None) -> Registers:
+    c = cpu or guest.vcpu
     segs = tuple((SEG_NAMES[i], c.seg_sel[i], c.seg_base[i], c.seg_limit[i]) for i in range(6))
     return Registers(tuple(c.regs), c.eip, c.get_eflags(), segs, c.guest_cr(0), c.cr2, c.guest_cr(3),
                      c.guest_cr(4), c.cr3, (c.gdtr_base, c.gdtr_limit), (c.idtr_base, c.idtr_limit), c.cpl,
                      c.protected, bool(c.code32))
 
 
-def decoded_starts(guest, addr: int, n: int) -> tuple[int, ...]:
+def decoded_starts(guest, addr: int, n: int, cpu=None) -> tuple[int, ...]:
     """The linear addresses in ``addr .. addr + n`` at which the processor has
     decoded an instruction, at the current code size: every instruction of
     every cached block on those pages whose bytes the current mapping puts
     there (blocks are keyed by physical address, so an address is taken only
-    when it translates to the block's own physical bytes).  Sorted."""
-    cpu = guest.vcpu
+    when it translates to the block's own physical bytes).  Sorted.
+    ``cpu``: the vCPU whose decoded blocks and page tables (default the
+    bootstrap processor)."""
+    cpu = cpu or guest.vcpu
     blocks, page_blocks, code32 = cpu.blocks, cpu._page_blocks, int(cpu.code32)
     mask = 0xFFFFFFFF if code32 else 0xFFFF
     end = addr + n
     out: set[int] = set()
     page = addr & ~0xFFF
     while page < end:
-        gpa = inspect.translate(guest, page)
+        gpa = inspect.translate(guest, page, cpu=cpu)
         host = None
         if gpa is not None:
             host = guest.gmem.hpa_page(gpa >> 12)
@@ -117,13 +166,13 @@ def decoded_starts(guest, addr: int, n: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _read(guest, addr: int, n: int, physical: bool = False) -> bytes:
+def _read(guest, addr: int, n: int, physical: bool = False, cpu=None) -> bytes:
     """Whatever is readable from ``addr`` on (stops at the first unmapped page)."""
     out = b""
     while n > 0:
         chunk = min(n, 0x1000 - (addr & 0xFFF))
         try:
-            out += inspect.read(guest, addr, chunk, physical)
+            out += inspect.read(guest, addr, chunk, physical, cpu=cpu)
         except inspect.AccessError:
             break
         addr += chunk
@@ -131,24 +180,32 @@ def _read(guest, addr: int, n: int, physical: bool = False) -> bytes:
     return out
 
 
-def guest_view(guest, *, page_va: int | None = None, pages: int = 16, mem_addr: int = 0,
-               mem_physical: bool = False, events: int = 200) -> GuestView:
-    regs = registers(guest)
-    lin_eip = (guest.vcpu.seg_base[1] + regs.eip) & 0xFFFFFFFF
+def guest_view(guest, *, vcpu: int = 0, page_va: int | None = None, pages: int = 16, mem_addr: int = 0,
+               mem_physical: bool = False, events: int = 200, event_vcpu: int | None = None) -> GuestView:
+    """The guest seen through vCPU ``vcpu`` (clamped to the guest's
+    processors); ``event_vcpu``: only that vCPU's events."""
+    cpus = guest.vcpus
+    vcpu = max(0, min(vcpu, len(cpus) - 1))
+    cpu = cpus[vcpu]
+    if event_vcpu is not None and not 0 <= event_vcpu < len(cpus):
+        event_vcpu = None
+    regs = registers(guest, cpu)
+    lin_eip = (cpu.seg_base[1] + regs.eip) & 0xFFFFFFFF
     code_addr = max(0, lin_eip - CODE_BEFORE)
-    code = _read(guest, code_addr, CODE_BEFORE + CODE_AFTER)
+    code = _read(guest, code_addr, CODE_BEFORE + CODE_AFTER, cpu=cpu)
     if len(code) < CODE_BEFORE:                  # the page before EIP is unmapped: start at EIP
-        code_addr, code = lin_eip, _read(guest, lin_eip, CODE_AFTER)
+        code_addr, code = lin_eip, _read(guest, lin_eip, CODE_AFTER, cpu=cpu)
     base = (lin_eip if page_va is None else page_va) & 0xFFFFF000
     start = max(0, base - (pages // 2) * 0x1000)
-    rows = tuple(inspect.walk(guest, start + i * 0x1000) for i in range(pages))
-    mem = _read(guest, mem_addr, 256, mem_physical) or None
+    rows = tuple(inspect.walk(guest, start + i * 0x1000, cpu=cpu) for i in range(pages))
+    mem = _read(guest, mem_addr, 256, mem_physical, cpu=cpu) or None
     log = guest.log
     return GuestView(
         name=guest.name, state=guest.state, reason=guest.reason, icount=guest.icount, now=guest.now(),
         regs=regs, code_addr=code_addr, code=code, pages=rows, mem_addr=mem_addr, mem=mem,
         console=bytes(guest.console[-CONSOLE_TAIL:]), screen=tuple(guest.pc.cga.text()),
-        events=tuple(log.recent(guest.name, limit=events)), counts=log.by_kind(guest.name),
+        events=tuple(log.recent(guest.name, limit=events, vcpu=event_vcpu)), counts=log.by_kind(guest.name),
         breakpoints=frozenset(guest.vcpu.breakpoints), debugger_attached=guest.debugger_attached,
-        kernel=guest.spec.kernel, code_starts=decoded_starts(guest, code_addr, len(code)),
-        history=guest.timeline.summary() if guest.timeline is not None else "")
+        kernel=guest.spec.kernel, code_starts=decoded_starts(guest, code_addr, len(code), cpu),
+        history=guest.timeline.summary() if guest.timeline is not None else "",
+        vcpu=vcpu, vcpus=vcpu_rows(guest), event_vcpu=event_vcpu)

@@ -6,6 +6,11 @@ steady rate from the engine's frozen views, so the UI stays responsive
 while guests run flat out, and a paused machine costs nothing.  Messages go
 up (key presses become engine commands), attributes go down (views are
 handed to the panes).
+
+A guest with several processors lists its vCPUs in the guests pane; the
+selected vCPU (``selected_vcpu``; a guest's own row means its bootstrap
+processor) is the one the registers, the disassembly, the page tables and
+memory show, and the one stepping, step-over and run-to act on.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from .panes.breaks import BreaksPane
 from .panes.console import ConsolePane
 from .panes.disasm import DisasmPane
 from .panes.events import EventsPane
-from .panes.guests import GuestsPane
+from .panes.guests import GuestsPane, parse_key
 from .panes.memory import MemoryPane
 from .panes.pages import PagesPane
 from .panes.registers import RegistersPane
@@ -44,10 +49,13 @@ class TvmmApp(App):
         Binding("r", "reset", "Reset"),
         Binding("right_square_bracket", "next_guest", "Next guest", key_display="]"),
         Binding("left_square_bracket", "next_guest(-1)", "Prev guest", key_display="["),
+        Binding("right_curly_bracket", "next_vcpu", "Next vCPU", key_display="}", show=False),
+        Binding("left_curly_bracket", "next_vcpu(-1)", "Prev vCPU", key_display="{", show=False),
         Binding("c", "tab('console')", "Console"),
         Binding("e", "tab('events')", "Events"),
         Binding("E", "all_events", "All events"),
         Binding("f", "filter_events", "Filter"),
+        Binding("F", "filter_vcpu", "CPU filter"),
         Binding("p", "tab('pages')", "Pages"),
         Binding("j", "prompt('pages')", "Jump"),
         Binding("m", "tab('memory')", "Memory"),
@@ -60,6 +68,7 @@ class TvmmApp(App):
     ]
 
     selected: reactive[str] = reactive("")
+    selected_vcpu: reactive[int] = reactive(0)
 
     def __init__(self, monitor, start_engine: bool = True, gdb_server=None, replay=None):
         super().__init__()
@@ -72,6 +81,8 @@ class TvmmApp(App):
         self._generation = -1
         self._prompt_for = ""
         self._states: dict[str, str] = {}
+        self._shown: tuple[str, int] | None = None        # (guest, vCPU) the panes showed last
+        self._vcpu_asked: dict[str, int] = {}             # guest -> the vCPU its view is to show
 
     def compose(self) -> ComposeResult:
         with Vertical(id="left"):
@@ -110,6 +121,8 @@ class TvmmApp(App):
         if engine.endpoints and not self._told_endpoints:
             self._told_endpoints = True
             self.notify("\n".join(f"gdb: guest {n} on {h}:{p}" for n, h, p in engine.endpoints), timeout=10)
+        while not engine.notices.empty():
+            self.notify(engine.notices.get_nowait(), severity="warning")
         if engine.generation == self._generation and not force:
             return
         self._generation = engine.generation
@@ -118,16 +131,21 @@ class TvmmApp(App):
         view = views.get(self.selected)
         if view is None:
             return
-        previous = self._states.get(view.name)
+        shown = (view.name, view.vcpu)
+        key = f"{view.name} cpu{view.vcpu}" if view.smp else view.name
+        previous = self._states.get(key)
         stopped = view.state != "running"
-        self._states[view.name] = view.state
+        self._states[key] = view.state
         self.query_one(RegistersPane).show(view, stopped)
-        self.query_one(DisasmPane).show(view, self.symbols.get(view.name), follow=stopped or previous != view.state)
+        follow = stopped or previous != view.state or shown != self._shown
+        self._shown = shown
+        self.query_one(DisasmPane).show(view, self.symbols.get(view.name), follow=follow)
         tab = self.query_one(TabbedContent).active
         if tab == "console":
             self.query_one(ConsolePane).show(view, self.show_screen)
         elif tab == "events":
-            self.query_one(EventsPane).show(view, engine.all_events)
+            smp = frozenset(n for n, v in views.items() if v.smp)
+            self.query_one(EventsPane).show(view, engine.all_events, smp)
         elif tab == "pages":
             self.query_one(PagesPane).show(view)
         elif tab == "memory":
@@ -142,9 +160,22 @@ class TvmmApp(App):
     def on_tabbed_content_tab_activated(self, _msg) -> None:
         self.refresh_views(force=True)
 
+    def watch_selected_vcpu(self, _old: int, _new: int) -> None:
+        if self.is_mounted:
+            self.refresh_views(force=True)
+
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
         if message.data_table.id == "guests" and message.row_key is not None:
-            self.selected = message.row_key.value
+            name, vcpu = parse_key(message.row_key.value)
+            self.select(name, vcpu or 0)
+
+    def select(self, name: str, vcpu: int = 0) -> None:
+        """Show guest ``name`` through its vCPU ``vcpu``."""
+        if self._vcpu_asked.get(name, 0) != vcpu:
+            self._vcpu_asked[name] = vcpu
+            self.engine.show_vcpu(name, vcpu)
+        self.selected_vcpu = vcpu
+        self.selected = name
 
     # -- actions up ------------------------------------------------------------------------------
     def _view(self):
@@ -163,13 +194,13 @@ class TvmmApp(App):
             self.engine.resume_all()
 
     def action_step(self) -> None:
-        self.engine.step(self.selected)
+        self.engine.step(self.selected, self.selected_vcpu)
 
     def action_step_back(self) -> None:
         self.engine.step_back(self.selected)
 
     def action_step_over(self) -> None:
-        self.engine.step_over(self.selected)
+        self.engine.step_over(self.selected, self.selected_vcpu)
 
     def action_toggle_breakpoint(self) -> None:
         disasm = self.query_one(DisasmPane)
@@ -184,8 +215,26 @@ class TvmmApp(App):
         names = list(self.engine.views)
         if names:
             i = names.index(self.selected) if self.selected in names else 0
-            self.selected = names[(i + delta) % len(names)]
-            self.query_one(GuestsPane).move_cursor(row=names.index(self.selected))
+            self._move_to(names[(i + delta) % len(names)], None)
+
+    def action_next_vcpu(self, delta: int = 1) -> None:
+        """The selected guest's next (or previous) vCPU."""
+        v = self._view()
+        if v is None:
+            return
+        if not v.smp:
+            self.notify(f"{v.name} has one vCPU")
+            return
+        self._move_to(v.name, (self.selected_vcpu + delta) % len(v.vcpus))
+
+    def _move_to(self, name: str, vcpu: int | None) -> None:
+        """Select a guest (its own row: ``vcpu`` None) or one of its vCPUs,
+        and put the guests pane's cursor on that row."""
+        self.select(name, vcpu or 0)
+        pane = self.query_one(GuestsPane)
+        row = pane.row_of(name, vcpu)
+        if row is not None:
+            pane.move_cursor(row=row)
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -198,6 +247,20 @@ class TvmmApp(App):
         pane = self.query_one(EventsPane)
         pane.all_guests = not pane.all_guests
         pane._events = ()
+        self.action_tab("events")
+        self.refresh_views(force=True)
+
+    def action_filter_vcpu(self) -> None:
+        """Events of the selected guest: all vCPUs → cpu0 → cpu1 … → all."""
+        v = self._view()
+        if v is None:
+            return
+        if not v.smp:
+            self.notify(f"{v.name} has one vCPU: its events are all cpu0's")
+            return
+        pane = self.query_one(EventsPane)
+        pane.all_guests = False
+        self.engine.filter_events(v.name, pane.cycle_vcpu(v.name, len(v.vcpus)))
         self.action_tab("events")
         self.refresh_views(force=True)
 
@@ -241,7 +304,7 @@ class TvmmApp(App):
         if addr is None:
             self.notify(f"no such address or symbol: {text!r}", severity="error")
         elif self._prompt_for == "run-to":
-            self.engine.run_to(self.selected, addr)
+            self.engine.run_to(self.selected, addr, self.selected_vcpu)
         elif self._prompt_for == "pages":
             self.engine.show_pages(self.selected, addr)
             self.action_tab("pages")
@@ -269,10 +332,12 @@ class TvmmApp(App):
             "runto": ("Run to an address or symbol", "g", lambda: self.action_prompt("run-to")),
             "reset": ("Reset the selected guest", "r", self.action_reset),
             "next": ("Switch to the next guest", "]", self.action_next_guest),
+            "nextcpu": ("Switch to the selected guest's next vCPU", "}", self.action_next_vcpu),
             "pages": ("Show page tables: guest beside shadow", "p", lambda: self.action_tab("pages")),
             "jump": ("Page tables at an address", "j", lambda: self.action_prompt("pages")),
             "events": ("Show the monitor's events", "e", lambda: self.action_tab("events")),
             "filter": ("Filter events by kind", "f", self.action_filter_events),
+            "filtercpu": ("Filter events by vCPU", "F", self.action_filter_vcpu),
             "allevents": ("Events of every guest, or the selected one", "E", self.action_all_events),
             "breaks": ("List the breakpoints", "l", lambda: self.action_tab("breaks")),
             "console": ("Show the console", "c", lambda: self.action_tab("console")),

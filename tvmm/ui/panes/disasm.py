@@ -27,6 +27,7 @@ class DisasmPane(Static, can_focus=True):
         self.lines: list[tuple[int, str]] = []
         self.cursor = 0
         self.symbols = None
+        self._note = ""                  # said instead of code: a vCPU not started yet
 
     @property
     def cursor_addr(self) -> int | None:
@@ -45,6 +46,8 @@ class DisasmPane(Static, can_focus=True):
                                    known_starts(view.code_starts, symbols, eip), symbols)
         self._eip = eip
         self._bps = view.breakpoints
+        self._note = (f"cpu{view.vcpu} is waiting for its STARTUP IPI: it has run no code yet"
+                      if view.smp and view.vcpu_state == "wait SIPI" else "")
         if follow:
             self.cursor = next((i for i, (a, _) in enumerate(self.lines) if a == eip), 0)
         self.cursor = min(self.cursor, max(0, len(self.lines) - 1))
@@ -54,6 +57,8 @@ class DisasmPane(Static, can_focus=True):
         t = Text(no_wrap=True, overflow="ellipsis")
         height = max(4, self.size.height or 12)
         first = max(0, self.cursor - height // 3)
+        if self._note:
+            t.append(self._note + "\n", style="dim")
         for i, (addr, text) in enumerate(self.lines[first:first + height], start=first):
             label = self.symbols.exact(addr) if self.symbols else None
             if label:

@@ -3,7 +3,9 @@ paused by whom), general registers, EIP, EFLAGS by flag, segments with
 their cached bases and limits, CR0/CR2/CR3/CR4 as the guest sees them and
 the shadow CR3 the monitor really uses, and how far back the guest's
 history goes.  Values that changed since the previous stop are
-highlighted."""
+highlighted.  A guest with several processors is shown through the
+selected vCPU, which the title names (``xv6 cpu1: halted``); what changed
+is kept apart for each guest and vCPU."""
 
 from __future__ import annotations
 
@@ -18,11 +20,19 @@ class RegistersPane(Static):
         super().__init__(**kw)
         self._previous: dict | None = None
         self._shown: dict | None = None
+        self._seen: dict[tuple[str, int], tuple[dict | None, dict | None]] = {}   # (guest, vCPU) -> the two
+        self._key: tuple[str, int] | None = None
         self.changed: set[str] = set()           # highlighted: changed since the previous stop
 
     def show(self, view, stopped: bool) -> None:
         regs = view.regs
         now = regs.named()
+        key = (view.name, view.vcpu)
+        if key != self._key:                     # another guest or vCPU: its own previous stop
+            if self._key is not None:
+                self._seen[self._key] = (self._previous, self._shown)
+            self._previous, self._shown = self._seen.get(key, (None, None))
+            self._key = key
         if stopped and self._shown is not None and self._shown != now:
             self._previous = self._shown
         self._shown = now
@@ -40,7 +50,12 @@ class RegistersPane(Static):
                     t.append(part)
             lines.append(t)
 
-        status = f"{view.name}: {view.state}" + (f" — {view.reason}" if view.reason else "")
+        if not view.smp:
+            status = f"{view.name}: {view.state}" + (f" — {view.reason}" if view.reason else "")
+        elif view.vcpu_state == view.state:     # the guest's reason is this vCPU's too
+            status = f"{view.name} cpu{view.vcpu}: {view.state}" + (f" — {view.reason}" if view.reason else "")
+        else:
+            status = f"{view.name} cpu{view.vcpu}: {view.vcpu_state} · guest {view.state}"
         lines.append(Text(status, style="bold", no_wrap=True, overflow="ellipsis"))
         for a, b in (("eax", "ebx"), ("ecx", "edx"), ("esi", "edi"), ("ebp", "esp")):
             line(f"{a} ", (a, 8), f"  {b} ", (b, 8))
