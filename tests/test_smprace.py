@@ -17,9 +17,10 @@ OK_LINE = re.compile(r"^smprace: (\d+) cpus?: (\d+) nodes handed out \((\d+) on 
                      r"all 32 back in the pool, checksum (0x[0-9a-f]{8})$", re.M)
 
 
-def run(cpus: int = 1, sched: str | None = None, cmdline: str = f"iters={ITERS}"):
+def run(cpus: int = 1, sched: str | None = None, cmdline: str = f"iters={ITERS}", bare: bool = False):
     spec = f"name=r,kernel={ELF},cpus={cpus},cmdline='{cmdline}'" + (f",sched={sched}" if sched else "")
-    r = subprocess.run([sys.executable, "-m", "tvmm", "run", "--headless", "--stats", "--max-insns", "20000000",
+    mode = ["--bare"] if bare else ["--stats"]
+    r = subprocess.run([sys.executable, "-m", "tvmm", "run", "--headless", *mode, "--max-insns", "20000000",
                         "--guest", spec], capture_output=True, text=True, cwd=ROOT, timeout=120)
     return r.returncode, r.stdout.replace("\r", ""), r.stderr
 
@@ -75,3 +76,29 @@ def test_a_seed_replays_exactly():
         first, second = run(cpus=2, sched=f"random:{seed}"), run(cpus=2, sched=f"random:{seed}")
         assert first[:2] == second[:2]
         assert insns(first[2]) == insns(second[2])
+
+
+def test_bare_and_monitored_runs_are_the_same_run():
+    """The schedule lives in the machine: the bare PC and the monitor's
+    guest interleave the processors identically, crash or not."""
+    for seed in (11, 1):
+        monitored, bare = run(cpus=2, sched=f"random:{seed}"), run(cpus=2, sched=f"random:{seed}", bare=True)
+        assert monitored[:2] == bare[:2]
+        assert "PANIC" in monitored[1] or "smprace: ok" in monitored[1]
+
+
+def test_two_multiprocessor_guests_side_by_side_each_contained():
+    """A crashing two-vCPU guest harms nothing of its two-vCPU sibling, whose
+    run is the same as alone; events name their vCPU."""
+    from tvmm.guestspec import parse_guest
+    from tvmm.monitor.vmm import Monitor
+    specs = [parse_guest(f"name=bad,kernel={ELF},cpus=2,sched=random:11,cmdline=iters={ITERS},mem=16M"),
+             parse_guest(f"name=good,kernel={ELF},cpus=2,sched=random:1,cmdline=iters={ITERS},mem=16M")]
+    m = Monitor.with_guests(specs)
+    while not m.all_finished:
+        m.run(1_000_000)
+    bad, good = m.guests
+    assert bad.state == "crashed" and "PANIC" in bad.console.decode()
+    alone = run(cpus=2, sched="random:1")
+    assert good.console.decode().replace("\r", "") == alone[1]
+    assert {e.vcpu for e in m.log.recent(guest="bad", limit=4096)} == {0, 1}
