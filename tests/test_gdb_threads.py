@@ -212,7 +212,7 @@ def test_a_range_step_runs_one_vcpu_alone_until_interrupted():
     g = both_running()
     bsp, ap = g.guest.vcpus
     before, ap_icount = cpu_state(bsp), ap.icount
-    assert g.ask("vCont;r0,ffffffff:2;c") is None                       # in slices, answered later
+    assert g.ask("vCont;r0,ffffffff:2") is None                         # in slices, answered later
     for _ in range(3):
         g.monitor.run(20_000)
         assert g.session.poll() == b""
@@ -220,8 +220,17 @@ def test_a_range_step_runs_one_vcpu_alone_until_interrupted():
     assert cpu_state(bsp) == before and ap.icount > ap_icount + 100
     # a range that the first step leaves: answered at once
     eip = ap.eip
-    reply = g.ask(f"vCont;r{eip:x},{eip + 1:x}:2;c")
+    reply = g.ask(f"vCont;r{eip:x},{eip + 1:x}:2")
     assert reply == b"T05thread:02;" and cpu_state(bsp) == before
+    # with ";c" (scheduler locking off) the other vCPUs run meanwhile, as scheduled
+    bsp_icount, ap_icount = bsp.icount, ap.icount
+    assert g.ask("vCont;r0,ffffffff:2;c") is None
+    for _ in range(3):
+        g.monitor.run(20_000)
+        g.session.poll()
+    g.interrupt()
+    assert bsp.icount > bsp_icount + 100 and ap.icount > ap_icount + 100
+    before = cpu_state(bsp)
     # Hg names the vCPU of a range step that names none
     assert g.ask("Hg1") == b"OK"
     eip, ap_state = bsp.eip, cpu_state(ap)

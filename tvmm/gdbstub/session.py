@@ -398,10 +398,11 @@ class Session:
             # a step (or range step) of one thread runs that vCPU alone; the
             # others stay put for it, whatever their action (gdb's stepi of a
             # thread with scheduler locking off is `s:N;c`)
+            others_run = any(a.partition(":")[0][:1] in ("c", "C") for a in actions)
             for action in actions:
                 what, _, thread = action.partition(":")
                 if thread and what[:1] in ("s", "S", "r") and 1 <= _thread(thread) <= n:
-                    return self._vCont_action(what, _thread(thread) - 1)
+                    return self._vCont_action(what, _thread(thread) - 1, others_run)
         # the leftmost action that applies to a thread of ours wins
         for action in actions:
             what, _, thread = action.partition(":")
@@ -410,8 +411,9 @@ class Session:
             return self._vCont_action(what, None)
         return "E01"
 
-    def _vCont_action(self, what: str, vcpu: int | None):
-        """One vCont action, for vCPU ``vcpu`` (None: no thread named)."""
+    def _vCont_action(self, what: str, vcpu: int | None, others_run: bool = False):
+        """One vCont action, for vCPU ``vcpu`` (None: no thread named);
+        ``others_run``: the other threads continue meanwhile (``;c``)."""
         op = what[:1]
         if op in ("c", "C"):
             if op == "C":
@@ -427,15 +429,18 @@ class Session:
             return self._step(vcpu)
         if op == "r":
             start, end = what[1:].split(",")
-            return self._range_step(_hex(start), _hex(end), vcpu)
+            return self._range_step(_hex(start), _hex(end), vcpu, others_run)
         raise ValueError(f"unsupported vCont action {what!r}")
 
-    def _range_step(self, start: int, end: int, vcpu: int | None = None):
+    def _range_step(self, start: int, end: int, vcpu: int | None = None, others_run: bool = False):
         """Step while EIP stays in [start, end) (gdb's `next`/`step` over a
         line): the first step at once, the rest ``RANGE_STEP_SLICE`` per
         poll, answered like a continue.  Several vCPUs: vCPU ``vcpu``
         (default the selected one) alone; it ends if that vCPU cannot move
-        (halted, or waiting for its STARTUP IPI)."""
+        (halted, or waiting for its STARTUP IPI).  With ``others_run`` (gdb
+        sent ``;c``: scheduler locking off) the whole guest runs as its
+        schedule says until that vCPU leaves the range — a ``next`` over a
+        spin lock another vCPU holds then ends."""
         self._end_job()
         t = self.target
         if vcpu is None:
@@ -449,6 +454,10 @@ class Session:
             """A step; True when the range step is over."""
             cpu = g.vcpus[vcpu]
             before = (cpu.icount, cpu.eip)
+            if others_run:
+                stop = t.step(off_breakpoint=off_breakpoint)
+                cpu = g.vcpus[vcpu]
+                return stop.kind != StopKind.STEP or not start <= cpu.eip < end
             stop = t.step(off_breakpoint=off_breakpoint, vcpu=vcpu)
             cpu = g.vcpus[vcpu]                # (a reset rebuilds the vCPUs)
             if stop.kind != StopKind.STEP or not start <= cpu.eip < end:
