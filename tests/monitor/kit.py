@@ -71,11 +71,11 @@ class X:
 
 
 def boot(tmp_path, code: bytes, *, name: str = "g", mem: int = 8 << 20, monitor: Monitor | None = None,
-         pool_frames: int = 256):
+         pool_frames: int = 256, cpus: int = 1):
     """A monitor (new unless given) with one guest running ``code`` at ENTRY."""
     path = tmp_path / f"{name}.bin"
     path.write_bytes(tiny_kernel(code))
-    spec = GuestSpec(name=name, kernel=str(path), mem=mem)
+    spec = GuestSpec(name=name, kernel=str(path), mem=mem, cpus=cpus)
     if monitor is None:
         monitor = Monitor(64 << 20, pool_frames=pool_frames)
     return monitor, monitor.add_guest(spec)

@@ -213,3 +213,27 @@ def test_a_page_table_overwritten_wholesale_stops_being_shadowed(tmp_path):
     assert g.shadow.unshadowed >= 1
     assert g.gmem.frames[table >> 12] not in g.monitor.host.write_watch
     assert monitor.log.count("g", ev.PT_WRITE) <= 20         # a flood is cut short
+
+
+def test_vcpus_share_a_root_and_a_table_write_reaches_every_vcpu_using_it(tmp_path):
+    """Two vCPUs on one page directory walk one shadow root; a guest write to
+    a table it mirrors drops the entry and the translation cached by *both*
+    processors, whichever vCPU wrote; each keeps its own current root."""
+    from tvmm.monitor.snapshot import _set_cpu_state, cpu_state
+    code = X.mov_ebx(0x400000) + X.LOAD_EAX_EBX + X.store_abs(0x5100)
+    monitor, g, lay = _guest(tmp_path, code, cpus=2)
+    pte_at = lay.map(0x400000, 0x300000, P | W)
+    lay.paging_on()
+    bsp, ap = g.vcpus
+    _set_cpu_state(ap, cpu_state(bsp))               # as an AP's trampoline would leave it
+    assert ap.shadow_root is bsp.shadow_root and not ap.wait_sipi
+    monitor.run(10_000)
+    assert bsp.halted and ap.halted and g.gmem.read(0x5100, 4) == g.gmem.read(0x300000, 4)
+    assert 0x400 in bsp._tlb_filled and 0x400 in ap._tlb_filled
+    assert g.shadow.entry(0x400000) >> 12 == _host_frame_of(g, 0x300000)
+    g.gmem.write(pte_at, 4, 0x301000 | P | W)         # the guest retargets the page
+    assert g.shadow.entry(0x400000) == 0
+    assert 0x400 not in bsp._tlb_filled and 0x400 not in ap._tlb_filled
+    # a CR3 switch on one vCPU leaves the other's root alone
+    ap.set_cr3(0x30000)
+    assert ap.shadow_root is not bsp.shadow_root and bsp.shadow_root.key == PD
