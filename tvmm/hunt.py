@@ -45,6 +45,8 @@ import re
 import sys
 from dataclasses import dataclass, replace
 
+from .headless import UsageError, _Parser          # one line on a bad option, as tvmm run
+
 DEFAULT_MAX_INSNS = 200_000_000
 SLICE = 2_000_000             # guest time per monitor.run call
 TEXT_SLICE = 10_000           # finer while watching the console for --until text:S
@@ -55,16 +57,7 @@ CONDITIONS = ("crash", "exit!=0", "text:S")
 PROG = "tvmm hunt"
 
 
-class UsageError(Exception):
-    pass
-
-
 # -- the options ---------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):              # one line, not usage + error
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog=PROG, description="Run one guest under many seeded schedules (sched=random:SEED) and "
                                         "report the seeds that fail; the first failure is recorded as a session.")

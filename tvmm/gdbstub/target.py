@@ -35,6 +35,7 @@ import struct
 from ..machine import debug
 from ..machine.consts import M32
 from ..monitor import inspect
+from ..monitor.guest import vcpu_state
 from ..monitor.record import SEGMENT_NAMES, InputRejected
 from ..machine.errors import Stop, StopKind
 
@@ -310,14 +311,7 @@ class GuestTarget:
         return index if 0 <= index < self.ncpus else 0
 
     def cpu_state(self, index: int) -> str:
-        cpu = self.guest.vcpus[index]
-        if cpu.dead is not None:
-            return "crashed"
-        if cpu.wait_sipi:
-            return "waiting for SIPI"
-        if cpu.halted:
-            return "halted"
-        return "running"
+        return vcpu_state(self.guest.vcpus[index])
 
     def pause(self, reason: str) -> None:
         """A 0x03: stop running (a guest paused for a range step or a reverse

@@ -177,11 +177,6 @@ class PC:
         return IrqLine(f"irq{n}", sink)
 
     def _ioapic_deliver(self, dest, dest_mode, vector, delivery_mode, level_triggered):
-        if len(self.lapics) == 1:
-            # one processor: every message is its own (a kernel that never
-            # sets a destination still gets its interrupts, as before)
-            self.lapic.accept(vector, level_triggered)
-            return
         apic.deliver(self, apic.targets(self.lapics, dest, dest_mode), delivery_mode, vector, level_triggered)
 
     def _ipi_sender(self, source: int):

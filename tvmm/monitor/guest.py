@@ -54,6 +54,16 @@ def state_after(stop: Stop, exit_status: int | None) -> tuple[str, str]:
     return PAUSED, str(stop)
 
 
+def vcpu_state(cpu) -> str:
+    """One processor's own state: crashed, waiting for SIPI (an application
+    processor not started yet), halted, or running."""
+    if cpu.dead is not None:
+        return "crashed"
+    if cpu.wait_sipi:
+        return "waiting for SIPI"
+    return "halted" if cpu.halted else "running"
+
+
 class Guest:
     def __init__(self, monitor, spec: GuestSpec, on_console=None, boot: bool = True):
         self.monitor = monitor
@@ -227,8 +237,7 @@ class Guest:
         cpu = self.vcpus[index]
         was = self.state
         if cpu.wait_sipi or not runnable(cpu):
-            why = "waiting for a STARTUP IPI" if cpu.wait_sipi else "halted" if cpu.dead is None else "dead"
-            self.last_stop = Stop(StopKind.STEP, f"CPU#{index} is {why}: it did not move")
+            self.last_stop = Stop(StopKind.STEP, f"CPU#{index} is {vcpu_state(cpu)}: it did not move")
             return self.last_stop
         self.monitor.current = self
         try:

@@ -326,11 +326,12 @@ class ShadowMmu:
             root = self.roots.get(key)
             if root is None:
                 continue
+            users = self._users(root)
             if pdi < 0:                         # directory entries changed: their tables go
                 for i in range(first, last + 1):
                     if i in root.tables:
                         self._drop_table(root, i)
-                        for cpu in self._users(root):
+                        for cpu in users:
                             cpu.flush_tlb(keep_global=False)
             else:
                 table = root.tables.get(pdi)
@@ -341,7 +342,7 @@ class ShadowMmu:
                     if j in filled:
                         filled.discard(j)
                         self.host.write(table * PAGE + j * 4, 4, 0)
-                        for cpu in self._users(root):
+                        for cpu in users:
                             cpu.invlpg((pdi << 22) | (j << 12))
 
     def _unshadow(self, hpfn: int) -> bool:

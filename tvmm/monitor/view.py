@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import guest as guest_mod
 from . import inspect
 
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
@@ -106,14 +107,14 @@ class GuestView:
 
 
 def vcpu_state(guest, cpu) -> str:
-    """A processor's state: crashed, waiting for its STARTUP IPI, halted, or
-    else the guest's (running, paused; ``stopped`` once the guest ended)."""
-    if cpu.dead is not None:
-        return "crashed"
-    if cpu.wait_sipi:
+    """A processor's state as the UI shows it: crashed, waiting for its
+    STARTUP IPI, halted, or else the guest's (running, paused; ``stopped``
+    once the guest ended)."""
+    own = guest_mod.vcpu_state(cpu)
+    if own == "waiting for SIPI":
         return "wait SIPI"
-    if cpu.halted:
-        return "halted"
+    if own != "running":
+        return own
     return guest.state if guest.state in ("running", "paused") else "stopped"
 
 
