@@ -39,7 +39,7 @@ from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import materialize
 from .mmu import walk
 from .native import NATIVE_OPS
-from .translate import HOT, Block, translate
+from .translate import HOT, Block, translate_block
 from .vmx import MAX_DELIVERY_RETRIES
 
 _U8 = struct.Struct("<B")
@@ -53,6 +53,10 @@ p32_into = _U32.pack_into
 
 TLB_ENTRIES = 1 << 20
 MAX_BLOCK = 32
+# Decoded instructions the block cache may hold (about 1 KiB each) before it
+# starts over: code that runs once through fresh memory (a guest gone wild in
+# zero-filled RAM) must not grow tvmm without bound (issue 15).
+MAX_CACHED_INSNS = 1 << 16
 # EFLAGS bits software may change (no VM: virtual-8086 mode is not modelled).
 EFLAGS_WRITABLE = 0x00000FD5 | TF | IF | DF | IOPL | NT | RF | AC | ID
 
@@ -121,6 +125,7 @@ class CPU:
         self.translate_blocks = True               # compile hot blocks (see translate.py)
         self.hot = HOT                             # executions before a block is compiled
         self._running_pfn = -1
+        self.flat = False                          # ES/CS/SS/DS flat 32-bit (segments._flat)
         self.watch_vpns: set[int] = set()          # pages kept out of the TLB (data breakpoints)
         self.breakpoints: set[int] = set()         # debugger breakpoints, linear addresses
         self.watchpoints: list = []                # debugger watchpoints: (lin, len, kind)
@@ -174,10 +179,13 @@ class CPU:
         self.a20_mask = M32
         self.dead = None
         self.fault_depth = 0
+        # exceptions taken since an instruction last retired (interrupts.deliver_exception)
+        self.stall_icount, self.stalls = -1, 0
         self.tlb_r, self.tlb_w = self._tlb_rs, self._tlb_ws
         self.flush_tlb(keep_global=False)
         self.blocks.clear()
         self._page_blocks.clear()
+        self._decoded = 0                          # instructions decoded into cached blocks
         self._refresh()
 
     # ------------------------------------------------------------ mode changes
@@ -594,12 +602,20 @@ class CPU:
         self._wprot.clear()
 
     def _invalidate_code_page(self, pfn: int) -> None:
+        more = []
         for key in self._page_blocks.pop(pfn, ()):
-            self.blocks.pop(key, None)
-        if pfn == self._running_pfn:
+            b = self.blocks.pop(key, None)
+            if b is not None and len(b.pfns) > 1:
+                # a unit spanning pages: blocks on its first page may link to it
+                more.extend(p for p in b.pfns if p != pfn)
+        cur = self._cur_block
+        if pfn == self._running_pfn or (self._running is None and cur is not None and pfn in cur.pfns):
             # Self-modifying code: end the running block after this store.
             self.end_block()
             self._running_pfn = -1
+        for p in more:
+            if p in self._page_blocks:
+                self._invalidate_code_page(p)
 
     def end_block(self) -> None:
         """Make the running block end after the current instruction.
@@ -615,7 +631,9 @@ class CPU:
         cached = self.blocks.get(self._running_key)
         if cached is not None and cached.insns is blk:
             cached.insns = blk[:]            # keep the cached block whole
-            cached.n = len(blk)
+            if cached.fn is None:
+                cached.trace = cached.insns
+                cached.n = len(blk)
         for i, d in enumerate(blk):
             if d.next == self.eip:
                 del blk[i + 1:]
@@ -634,6 +652,8 @@ class CPU:
         room = min(page_room, cs_room, MAX_BLOCK * 15)
         ram_page = self.mem.is_ram_page(pa >> 12)
         if ram_page:
+            if self._decoded >= MAX_CACHED_INSNS:
+                self._trim_blocks()
             self._protect_code_page(pa >> 12)
             buf = self.ram[pa:pa + room]
         else:
@@ -655,7 +675,21 @@ class CPU:
             eip = d.next
             if d.ends:
                 break
+        if ram_page:
+            self._decoded += len(insns)
         return insns, ram_page
+
+    def _trim_blocks(self) -> None:
+        """The block cache has taken in ``MAX_CACHED_INSNS`` decoded
+        instructions: count what it still holds (blocks dropped by stores are
+        gone) and, if that is over half the bound, drop every block (the run
+        loop calls this only between blocks; the hot ones come back)."""
+        held = sum(len(b.insns) for b in self.blocks.values())
+        if held > MAX_CACHED_INSNS // 2:
+            self.blocks.clear()
+            self._page_blocks.clear()
+            held = 0
+        self._decoded = held
 
     def _decode_crossing(self, lin: int, buf: bytes, page_room: int, cs_room: int):
         """An instruction that runs off the page (or off the CS limit)."""
@@ -712,7 +746,6 @@ class CPU:
     def _run(self) -> Stop:
         blocks = self.blocks
         prev = None          # last translated block, if it may be chained to the next
-        prev_page = -1
         while True:
             if self.attention:
                 stop = self._service()
@@ -748,9 +781,11 @@ class CPU:
                 if fn is None:
                     block.hits += 1
                     if block.hits >= self.hot and self.translate_blocks:
-                        fn = block.fn = translate(block.insns, self.code32, block.links)
-                if fn is not None:
-                    if prev is not None and prev_page == lin >> 12:
+                        fn = block.fn = self._translate(block, key, lin, pa)
+                elif block.flat and not self.flat:
+                    fn = block.fn = self._translate(block, key, lin, pa)  # now for any segments
+                if fn is not None and block.n <= left:
+                    if prev is not None and (lin >> 12) in prev.vpages:
                         prev.links[eip] = block      # chain: prev jumps straight here next time
                     self._running = None
                     self._running_pfn = pa >> 12
@@ -766,14 +801,16 @@ class CPU:
                             block = nxt
                             fn = block.fn
                     except CpuFault as e:
-                        self._fault_in_block(block.insns, e)
+                        # the unit has put EIP and the count at the faulting instruction
+                        self.pending_db &= ~0x4000
+                        self._deliver_fault(e)
                         nxt = prev = None
                         continue
                     except Exception:
-                        self._locate_in_block(block.insns)
+                        self._locate_in_block(block.trace)
                         raise
                     if nxt is None and block.linkable and not self.block_abort:
-                        prev, prev_page = block, lin >> 12
+                        prev = block
                     else:
                         prev = None
                     continue
@@ -825,7 +862,7 @@ class CPU:
         blk = self._running
         if blk is None:
             cur = self._cur_block
-            blk = cur.insns if cur is not None else ()
+            blk = cur.trace if cur is not None else ()
         for i, x in enumerate(blk):
             if x is d:
                 return self.icount + i
@@ -837,7 +874,7 @@ class CPU:
         blk = self._running
         if blk is None:
             cur = self._cur_block
-            blk = cur.insns if cur is not None else ()
+            blk = cur.trace if cur is not None else ()
         eip = self.eip
         for i, d in enumerate(blk):
             if d.next == eip:
@@ -853,6 +890,17 @@ class CPU:
                 self.eip = d.eip
                 return i
         return 0
+
+    def _translate(self, block: Block, key: int, lin: int, pa: int):
+        """Compile ``block`` (cache key ``key``) with what follows it; a unit
+        spanning pages is registered under each of them (see translate.py)."""
+        fn = translate_block(self, block, lin, pa)
+        for pfn in block.pfns:
+            if pfn != pa >> 12:
+                keys = self._page_blocks.setdefault(pfn, [])
+                if key not in keys:
+                    keys.append(key)
+        return fn
 
     def _fault_in_block(self, insns: list, e: CpuFault) -> None:
         self.icount += self._locate_in_block(insns)

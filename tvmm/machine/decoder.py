@@ -36,6 +36,8 @@ class Insn:
     reg       ModRM reg field (register number, or the segment/CR/DR number)
     rm        register number for a register operand, -1 for memory
     eoff/ea/eaw  memory operand closures (see addressing.py), None without one
+    addr      the memory operand's ``Address`` (base, index, scale, disp, seg),
+              which the block translator inlines; None without one
     seg       segment of the memory operand (or of DS:eSI for string ops)
     imm, imm2 immediates; for J operands (``jrel``) ``imm`` is the displacement
               until ``bind(eip)`` turns it into the absolute target offset
@@ -43,7 +45,7 @@ class Insn:
     """
 
     __slots__ = ("fn", "eip", "next", "len", "osz", "asz", "reg", "rm", "eoff", "ea", "eaw",
-                 "seg", "imm", "imm2", "rep", "lock", "mnem", "spec", "ends", "raw", "op", "jrel")
+                 "seg", "imm", "imm2", "rep", "lock", "mnem", "spec", "ends", "raw", "op", "jrel", "addr")
 
     def __init__(self):
         self.fn = None
@@ -54,6 +56,7 @@ class Insn:
         self.reg = 0
         self.rm = -1
         self.eoff = self.ea = self.eaw = None
+        self.addr = None
         self.seg = 3
         self.imm = 0
         self.imm2 = 0
@@ -165,6 +168,7 @@ def _decode(buf, pos: int, code32: bool) -> Insn:
         else:
             addr, pos = decode_modrm_address(buf, pos, modrm, a32, seg_override)
             d.seg = addr.seg
+            d.addr = addr
             d.eoff, d.ea, d.eaw = addr.closures()
     toks = [t for t in spec.split(",") if t]
     nimm = 0
@@ -204,6 +208,7 @@ def _decode(buf, pos: int, code32: bool) -> Insn:
             pos += n
             addr = absolute(off, 3 if seg_override is None else seg_override, a32)
             d.seg = addr.seg
+            d.addr = addr
             d.eoff, d.ea, d.eaw = addr.closures()
     if mnem in STRING_OPS or mnem == "XLAT":   # implicit DS:eSI / DS:eBX operand
         d.seg = 3 if seg_override is None else seg_override

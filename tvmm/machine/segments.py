@@ -75,6 +75,20 @@ def _bounds(cpu, seg: int) -> None:
         cpu.code32 = bool(attr & ATTR_DB)
     elif seg == SS_SEG:
         cpu.stack32 = bool(attr & ATTR_DB)
+    if seg <= 3:
+        _flat(cpu)
+
+
+_FULL = 0xFFFFFFFF
+
+
+def _flat(cpu) -> None:
+    """``cpu.flat``: ES, CS, SS and DS are flat 32-bit segments (base 0,
+    every offset readable, and writable for ES, SS and DS), so translated
+    code may use offsets as linear addresses (see translate.py)."""
+    b, lo, hi, whi = cpu.seg_base, cpu.seg_lo, cpu.seg_hi, cpu.seg_whi
+    cpu.flat = (cpu.code32 and cpu.stack32 and not (b[0] | b[1] | b[2] | b[3] | lo[0] | lo[1] | lo[2] | lo[3])
+                and hi[0] == hi[1] == hi[2] == hi[3] == _FULL and whi[0] == whi[2] == whi[3] == _FULL)
 
 
 def refresh_bounds(cpu) -> None:

@@ -1,43 +1,73 @@
-"""Basic-block translation: a hot decoded block becomes one Python function.
+"""Translation: a hot decoded block, with the blocks it calls and jumps to,
+becomes one Python function.
 
 The interpreter runs a block as ``for insn: cpu.eip = insn.next;
-insn.fn(cpu, insn)``.  Once a block has run ``HOT`` times, this module writes
-Python source for the whole block and compiles it:
+insn.fn(cpu, insn)``.  Once a block has run ``HOT`` times, ``translate_block``
+writes Python source for it and compiles it:
 
-- instructions with a source template (the ALU/MOV family, INC/DEC, LEA,
-  NOP, and the branch that ends the block) are inlined, with register numbers,
-  immediates and effective-address closures turned into constants;
-- every other instruction becomes a direct call of its handler, exactly as the
-  interpreter would make it;
-- a lazy-flag record is dropped when a later instruction of the block
-  overwrites the flags before anything can read them — including a fault
-  handler, so no instruction that can fault may sit in between;
-- a conditional branch tests the result of the instruction that set the flags
-  directly when that instruction is in the block.
+- **Superblocks.** The translated unit starts with the hot block and goes on
+  through the blocks it reaches unconditionally: the target of a direct
+  ``JMP``/``CALL`` and, after a ``CALL`` in the unit, the return address of
+  the matching ``RET`` (guarded: a popped value that differs leaves the unit
+  there).  Only blocks already decoded and cached are followed, a block at
+  most once, up to ``MAX_TRACE`` instructions.  A unit may span linear pages:
+  entering a page other than the first checks that the read TLB still maps
+  it to the physical page the code was decoded from (``tlb_r[vpn] == delta``)
+  and leaves the unit otherwise.  The unit is registered under every
+  physical page it holds, so a store to any of them drops it.
+- **Flat mode.** When CS, SS, DS and ES are flat 32-bit segments (base 0,
+  4 GiB limits: ``cpu.flat``), the unit is compiled without segment checks,
+  with effective addresses inline and the guest registers in Python locals
+  (loaded on entry, written back before every handler call, at every exit
+  and on a fault).  A unit compiled flat runs only while ``cpu.flat`` holds
+  (the run loop checks on entry; an instruction that may reload a segment
+  leaves the unit when it stops holding).  Otherwise (real mode, 16-bit
+  code, non-flat segments) the unit works on ``cpu.regs`` with the decoded
+  effective-address closures, which check the limits.
+- Instructions with a source template (the ALU/MOV family, INC/DEC, LEA,
+  shifts by a constant, MOVZX/MOVSX, PUSH/POP/CALL/RET/LEAVE in flat mode, and
+  branches) are inlined; every other instruction becomes a direct call of its
+  handler, exactly as the interpreter would make it.
+- A lazy-flag record is dropped when a later instruction of the unit
+  overwrites the flags before anything can read them, including a fault
+  handler, so no instruction that can fault may sit in between.  A
+  conditional branch tests the operands or result of the instruction that
+  set the flags directly when that instruction is in the unit.
 
 Contract with the run loop (``CPU._run``):
-- ``fn(cpu)`` runs the whole block and leaves ``cpu.eip`` at the next
-  instruction to execute; it is used only when the budget allows the whole
-  block and no single-stepping is in force.
-- Before every instruction that can fault or calls a handler, ``cpu.eip`` is
-  set to that instruction's ``next``, so on a ``CpuFault`` the loop finds the
-  faulting instruction the same way it does for interpreted blocks.
+- ``fn(cpu)`` runs the unit and leaves ``cpu.eip`` at the next instruction to
+  execute; it is used only when the budget allows the whole unit
+  (``block.n``) and no single-stepping is in force.
+- Before every handler call and every slow-path memory access ``cpu.eip`` is
+  that instruction's ``next`` (so ``CPU.insn_time`` finds it in
+  ``block.trace``, which holds no instruction twice).  On a ``CpuFault`` the
+  function itself writes the registers back, points ``cpu.eip`` at the
+  faulting instruction, adds the instructions retired before it to
+  ``cpu.icount`` and re-raises: the loop only delivers the fault.
 - After any instruction that may store to memory, the function returns early
   if ``cpu.block_abort`` is set (a store hit decoded code, or a data
-  breakpoint fired): the rest of the block is stale or must not run.
+  breakpoint fired).  Between the blocks of a unit it returns early if
+  ``cpu.attention`` is set or ``cpu.stop_at`` moved below the unit's end (a
+  device event inside the slice): the interpreter would stop at that block
+  boundary too, so interpreted and translated runs stay the same run.
 - The function adds the instructions it retired to ``cpu.icount`` itself.
-  A block that branches back to its own start loops inside the function
-  while the budget allows a whole iteration and ``cpu.attention`` is clear.
+  A unit that branches back to its own start loops inside the function while
+  the budget allows a whole iteration and ``cpu.attention`` is clear.
+- It returns the successor block from ``links`` when it ended normally (the
+  run loop may then skip the lookup), else None.
 """
 
 from __future__ import annotations
 
+import re
+
 from . import flags as lf
+from .errors import CpuFault
 from .flags import get_cf
 
 HOT = 8                 # executions before a block is translated
-_NONFAULT = frozenset({"rmr", "reg", "acc", "imm", "z"})
-
+MAX_TRACE = 64          # instructions in one translated unit
+M32 = 0xFFFFFFFF
 
 # Block endings that keep CS, CPL and the paging mode: a block ending so may
 # hand its successor straight to the run loop (see ``Block.links``).
@@ -45,18 +75,28 @@ LINKABLE = frozenset({"JMP", "CALL", "RET", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ"}
                      | {"J" + cc for cc in ("O", "NO", "B", "NB", "Z", "NZ", "BE", "NBE",
                                              "S", "NS", "P", "NP", "L", "NL", "LE", "NLE")})
 
+# Handlers after which the segment registers may no longer be flat (the ones
+# that end a block anyway are not listed: nothing follows them in a unit).
+_SEG_WRITERS = frozenset({"MOV", "POP", "LDS", "LES", "LFS", "LGS", "LSS"})
+
 
 class Block:
     """A decoded block in the cache: its instructions and, once hot, its code.
 
-    ``links`` maps an EIP this block ended at to the translated block that
-    starts there *on the same linear page*; the compiled function returns
-    that block so the run loop can skip the lookup.  Same page means same
-    physical page under the mapping the block itself was fetched through, and
-    a write to the page drops every block on it, links included.
+    ``fn`` is the translated unit that starts with this block; ``trace`` the
+    instructions it may execute (this block's first, no instruction twice),
+    ``n`` their number (the budget a run of ``fn`` needs), ``vpages`` the
+    linear pages whose mapping a normal end of ``fn`` has checked, ``pfns``
+    the physical pages it was decoded from, ``flat`` whether it was compiled
+    for flat segments.
+
+    ``links`` maps an EIP the unit ended at to the translated block that
+    starts there on one of ``vpages``; the compiled function returns that
+    block so the run loop can skip the lookup.  A write to any page of the
+    unit drops the unit, and every block on its first page, links included.
     """
 
-    __slots__ = ("insns", "fn", "hits", "n", "links", "linkable")
+    __slots__ = ("insns", "fn", "hits", "n", "links", "linkable", "trace", "vpages", "pfns", "flat")
 
     def __init__(self, insns: list):
         self.insns = insns
@@ -64,12 +104,12 @@ class Block:
         self.hits = 0
         self.n = len(insns)
         self.links: dict = {}
+        self.trace = insns
+        self.vpages: frozenset = frozenset()
+        self.pfns: tuple = ()
+        self.flat = False
         last = insns[-1]
         self.linkable = last.mnem in LINKABLE and last.spec != "Mp" or not last.ends
-
-
-# Which Jcc conditions can be decided from the last inlined result alone.
-_CC_FROM_RES = {"JZ": "res == 0", "JNZ": "res != 0"}
 
 
 def _alu_form(d):
@@ -82,22 +122,6 @@ def _alu_form(d):
     size = 1 if byte else d.osz
     kinds = tuple(("rmr" if d.rm >= 0 else "rmm") if k == "rm" else k for k in (dst, src))
     return kinds[0], kinds[1], size
-
-
-class _Emitter:
-    """Collects the constants (handlers, decoded instructions, EA closures)
-    a compiled block binds as default arguments."""
-
-    def __init__(self):
-        from .cpu import p16_into, p32_into, u16_from, u32_from
-        self.consts: dict[str, object] = {"get_cf": get_cf, "u16": u16_from, "u32": u32_from,
-                                          "p16": p16_into, "p32": p32_into}
-        self.lines: list[str] = []
-
-    def const(self, prefix: str, value) -> str:
-        name = f"{prefix}{len(self.consts)}"
-        self.consts[name] = value
-        return name
 
 
 _U = {1: None, 2: "u16", 4: "u32"}
@@ -121,13 +145,12 @@ def _inline_wr(size: int, v: str) -> list[str]:
             f"else: cpu._wr_slow(lin, {size}, {v})"]
 
 
-def _plan(d):
-    """Classify one instruction: (kind, info) where kind is 'alu', 'incdec',
-    'lea', 'nop', 'jmp', 'jcc' or 'call'."""
+def _plan(d, flat: bool):
+    """Classify one instruction: (kind, info)."""
     m = d.mnem
     if m in ("INC", "DEC") and d.spec == "Zv":
         return "incdec", None
-    if m == "LEA":
+    if m == "LEA" and (not flat or d.addr is not None):
         return "lea", None
     if m == "NOP":
         return "nop", None
@@ -138,13 +161,17 @@ def _plan(d):
     form = _alu_form(d)
     if form is not None:
         return "alu", form
-    if m in ("SHL", "SHR", "SAR") and d.rm >= 0 and d.spec in ("Eb,Ib", "Ev,Ib", "Eb,1", "Ev,1"):
+    if m in ("SHL", "SHR", "SAR") and d.rm >= 0 and d.spec in ("Ev,Ib", "Ev,1"):
         from .ops import shift
-        size = 1 if d.spec[1] == "b" else d.osz
+        size = d.osz
         count = 1 if d.spec.endswith(",1") else d.imm
         emitted = shift.emit_shift_reg_imm(m, size, d.rm, count)
         if emitted is not None:
-            return "shift", emitted
+            body, flag_lines = emitted
+            body = [line.replace("regs[rm]", f"regs[{d.rm}]") for line in body if line != f"rm = {d.rm}"]
+            return "shift", (body, flag_lines)
+    if flat and m in ("MOVZX", "MOVSX") and d.osz == 4 and (d.rm >= 0 or d.addr is not None):
+        return "movx", None
     if d.osz == 4:
         if m == "PUSH" and d.spec == "Zv":
             return "push", None
@@ -154,6 +181,10 @@ def _plan(d):
             return "callrel", None
         if m == "RET" and d.spec == "":
             return "ret", None
+        if flat and m == "PUSH" and d.spec in ("Iz", "Ibs"):
+            return "pushi", None
+        if flat and m == "LEAVE":
+            return "leave", None
     return "handler", None
 
 
@@ -161,55 +192,243 @@ def _plan(d):
 _CF_EXPR = {"ADD": "(1 if res < a else 0)", "SUB": "(1 if a < b else 0)", "CMP": "(1 if a < b else 0)",
             "AND": "0", "OR": "0", "XOR": "0", "TEST": "0", "INC": "b", "DEC": "b"}
 
+# Lazy-flag kinds of the inlined flag setters (for conditions).
+_KIND = {"ADD": "add", "SUB": "sub", "CMP": "sub", "AND": "logic", "OR": "logic", "XOR": "logic",
+         "TEST": "logic", "INC": "incdec", "DEC": "incdec", "SHL": "shift", "SHR": "shift",
+         "SAR": "shift"}
 
-def _classify(insns, plans):
-    """Per instruction: (writes all flags, reads flags, may fault, may store,
-    CF expression known statically or None)."""
+
+def _condition(mnem: str, kind: str, size: int) -> str | None:
+    """A Jcc condition as an expression over the locals ``a``, ``b``, ``res``
+    of the inlined instruction that set the flags, or None."""
+    s = hex(lf.SIGN[{1: 0, 2: 1, 4: 2}[size]])
+    cc = mnem[1:]
+    common = {"Z": "res == 0", "NZ": "res != 0", "S": f"res & {s}", "NS": f"not res & {s}"}
+    if cc in common:
+        return common[cc]
+    if kind == "sub":
+        return {"B": "a < b", "NB": "a >= b", "BE": "a <= b", "NBE": "a > b",
+                "L": f"(a ^ {s}) < (b ^ {s})", "NL": f"(a ^ {s}) >= (b ^ {s})",
+                "LE": f"(a ^ {s}) <= (b ^ {s})", "NLE": f"(a ^ {s}) > (b ^ {s})"}.get(cc)
+    if kind == "logic":
+        return {"B": "False", "NB": "True", "BE": "res == 0", "NBE": "res != 0", "O": "False",
+                "NO": "True", "L": f"res & {s}", "NL": f"not res & {s}",
+                "LE": f"res == 0 or res & {s}", "NLE": f"res != 0 and not res & {s}"}.get(cc)
+    if kind == "add":
+        return {"B": "res < a", "NB": "res >= a", "BE": "res == 0 or res < a",
+                "NBE": "res != 0 and res >= a"}.get(cc)
+    return None
+
+
+def _rows(insns, plans):
+    """Per instruction: (writes all flags, reads flags, may fault, may store)."""
     rows = []
-    cf_expr = None          # CF of the latest inlined flag writer, from locals
     for d, (kind, info) in zip(insns, plans):
-        known = None
         if kind == "alu":
             dst, src, _size = info
             mem = "rmm" in (dst, src)
-            row = [d.mnem != "MOV", d.mnem in ("ADC", "SBB"), mem,
-                   mem and dst == "rmm" and d.mnem not in ("CMP", "TEST")]
-            if d.mnem != "MOV":
-                cf_expr = _CF_EXPR.get(d.mnem)
+            row = (d.mnem != "MOV", d.mnem in ("ADC", "SBB"), mem,
+                   mem and dst == "rmm" and d.mnem not in ("CMP", "TEST"))
         elif kind == "incdec":
-            known = cf_expr
-            row = [True, known is None, False, False]
-            cf_expr = "b"
+            row = (True, True, False, False)      # reads CF unless known (refined below)
         elif kind == "shift":
-            row = [True, False, False, False]
-            cf_expr = None
+            row = (True, False, False, False)
         elif kind in ("lea", "nop"):
-            row = [False, False, False, False]
+            row = (False, False, False, False)
+        elif kind == "movx":
+            row = (False, False, d.rm < 0, False)
         elif kind in ("jmp", "jcc"):
-            row = [False, kind == "jcc", True, False]
-        elif kind in ("push", "pop", "callrel", "ret"):
-            row = [False, False, True, kind in ("push", "callrel")]
+            row = (False, kind == "jcc", True, False)
+        elif kind in ("push", "pop", "callrel", "ret", "pushi", "leave"):
+            row = (False, False, True, kind in ("push", "callrel", "pushi"))
         else:
-            row = [False, True, True, True]
-            cf_expr = None
-        rows.append((*row, known))
+            row = (False, True, True, True)
+        rows.append(row)
     return rows
 
 
-def translate(insns: list, code32: bool, links: dict | None = None):
-    """Compile a block; returns ``fn(cpu) -> Block | None`` (see the module docstring)."""
-    from .ops import alu
-    em = _Emitter()
-    em.consts["links"] = links if links is not None else {}
+_REG = re.compile(r"regs\[(\d)\]")
+_REG_WRITE = re.compile(r"regs\[(\d)\]\s*=(?!=)")
+
+
+class _Unit:
+    """Source being written for one translated unit."""
+
+    def __init__(self, flat: bool):
+        from .cpu import p16_into, p32_into, u16_from, u32_from
+        self.flat = flat
+        self.consts: dict[str, object] = {"get_cf": get_cf, "u16": u16_from, "u32": u32_from,
+                                          "p16": p16_into, "p32": p32_into, "CpuFault": CpuFault}
+        self.out: list[str] = []
+        self.ind = ""
+        self.used: set[int] = set()
+
+    def const(self, prefix: str, value) -> str:
+        name = f"{prefix}{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def emit(self, lines) -> None:
+        """Inline code: ``regs[N]`` becomes the local ``rN`` in flat mode."""
+        for line in lines:
+            if self.flat:
+                for m in _REG.finditer(line):
+                    self.used.add(int(m.group(1)))
+                line = _REG.sub(r"r\1", line)
+            self.out.append(self.ind + line)
+
+    def raw(self, lines) -> None:
+        """Code emitted as is (register sync, handler calls)."""
+        self.out.extend(self.ind + line for line in lines)
+
+    # register sync around handler calls (flat mode only)
+    def store_regs(self) -> None:
+        if self.flat:
+            self.raw(["SYNC_OUT"])
+
+    def load_regs(self) -> None:
+        if self.flat:
+            self.raw(["SYNC_IN"])
+
+
+def _ea_lines(d, write: bool, flat: bool, em: _Unit) -> list[str]:
+    """Lines leaving the linear address of ``d``'s memory operand in ``lin``."""
+    a = d.addr
+    if not flat or a is None:
+        return [f"lin = {em.const('eaw' if write else 'ea', d.eaw if write else d.ea)}(cpu)"]
+    terms = []
+    if a.base is not None:
+        terms.append(f"regs[{a.base}]")
+    if a.index is not None:
+        terms.append(f"(regs[{a.index}] << {a.scale})" if a.scale else f"regs[{a.index}]")
+    mask = 0xFFFFFFFF if a.a32 else 0xFFFF
+    disp = a.disp & mask
+    if not terms:
+        off = f"{disp:#x}"
+    else:
+        if disp:
+            terms.append(f"{disp:#x}")
+        off = f"({' + '.join(terms)}) & {mask:#x}" if (len(terms) > 1 or not a.a32) else terms[0]
+    if a.seg in (0, 2, 3):          # ES, SS, DS: flat
+        return [f"lin = {off}"]
+    hi = "cpu.seg_whi" if write else "cpu.seg_hi"
+    return [f"off = {off}", f"if off > {hi}[{a.seg}] or off < cpu.seg_lo[{a.seg}]: cpu.seg_fault({a.seg}, off)",
+            f"lin = (cpu.seg_base[{a.seg}] + off) & 0xFFFFFFFF"]
+
+
+def _stack_write(v: str) -> list[str]:
+    """Flat mode: store dword ``v`` at ``sp`` (the new ESP) through the TLB."""
+    return ["t = tlb_w[sp >> 12]", f"if t is not None and sp & 0xFFF <= 0xFFC: p32(ram, sp + t, {v})",
+            f"else: cpu._wr_slow(sp, 4, {v})"]
+
+
+def _stack_read() -> list[str]:
+    return ["t = tlb_r[sp >> 12]",
+            "v = u32(ram, sp + t)[0] if t is not None and sp & 0xFFF <= 0xFFC else cpu._rd_slow(sp, 4)"]
+
+
+def gather(cpu, block, lin: int) -> tuple[list, list, list]:
+    """The blocks of the unit that starts with ``block`` at linear ``lin``:
+    ``(insns, joins, pages)``.
+
+    ``joins[i]`` is None or ``(vpn, delta)``: instruction ``i`` starts a
+    block on linear page ``vpn`` other than the first, which must still map
+    with ``delta`` (``pa - lin``) when the unit reaches it.  A block is
+    followed only after an unconditional direct JMP or CALL, or a RET whose
+    CALL is in the unit (its return address known); only cached blocks,
+    each once, decoded for the current code size.
+    """
+    insns = list(block.insns)
+    joins: list = [None] * len(insns)
+    seen = {id(block)}
+    calls: list[int] = []           # return addresses of CALLs in the unit, innermost last
+    pages = {lin >> 12}
+    base = cpu.seg_base[1]
+    first_vpn = lin >> 12
+    cur = block
+    while True:
+        last = cur.insns[-1]
+        if last.mnem == "CALL" and last.spec == "Jz" and last.osz == 4:
+            calls.append(last.next)
+            target = last.imm
+        elif last.mnem == "JMP" and last.spec in ("Jb", "Jz"):
+            target = last.imm
+        elif last.mnem == "RET" and last.spec == "" and last.osz == 4 and calls:
+            target = calls.pop()
+        else:
+            break
+        tlin = (base + target) & M32
+        vpn = tlin >> 12
+        if vpn in cpu.bp_pages:
+            break
+        delta = cpu.tlb_r[vpn]
+        if delta is None:
+            break
+        pa = tlin + delta
+        nxt = cpu.blocks.get((pa << 33) | (target << 1) | cpu.code32)
+        if nxt is None or id(nxt) in seen or len(insns) + len(nxt.insns) > MAX_TRACE:
+            break
+        if not cpu.mem.is_ram_page(pa >> 12):
+            break
+        seen.add(id(nxt))
+        joins.append((vpn, delta) if vpn != first_vpn else None)
+        joins.extend([None] * (len(nxt.insns) - 1))
+        insns.extend(nxt.insns)
+        pages.add(vpn)
+        cur = nxt
+    return insns, joins, sorted(pages)
+
+
+def translate_block(cpu, block, lin: int, pa: int):
+    """Compile the unit starting with ``block`` (at linear ``lin``, physical
+    ``pa``) for the CPU's current mode; fills ``block.trace``, ``n``,
+    ``vpages``, ``pfns`` and ``flat`` and returns the function."""
+    flat = bool(cpu.flat)
+    if flat:
+        insns, joins, pages = gather(cpu, block, lin)
+    else:
+        insns, joins, pages = list(block.insns), [None] * block.n, [lin >> 12]
+    pfns = {pa >> 12}
+    for j in joins:
+        if j is not None:
+            pfns.add((j[0] << 12) + j[1] >> 12)
+    fn = translate(insns, cpu.code32, block.links, flat=flat, joins=joins)
+    block.trace = insns
+    block.n = len(insns)
+    block.vpages = frozenset(pages)
+    block.pfns = tuple(sorted(pfns))
+    block.flat = flat
     last = insns[-1]
-    ret = "return links.get(cpu.eip)" if (last.mnem in LINKABLE or not last.ends) else "return None"
-    plans = [_plan(d) for d in insns]
+    block.linkable = last.mnem in LINKABLE and last.spec != "Mp" or not last.ends
+    return fn
+
+
+def translate(insns: list, code32: bool, links: dict | None = None, flat: bool = False,
+              joins: list | None = None):
+    """Compile a unit; returns ``fn(cpu) -> Block | None`` (see the module docstring)."""
+    from .ops import alu
+    em = _Unit(flat)
+    em.consts["links"] = links if links is not None else {}
     n = len(insns)
-    rows = _classify(insns, plans)
+    joins = joins or [None] * n
+    last = insns[-1]
+    ret_link = "return links.get(cpu.eip)" if (last.mnem in LINKABLE or not last.ends) else "return None"
+    plans = [_plan(d, flat) for d in insns]
+    rows = _rows(insns, plans)
+    # A RET followed by more of the unit is a guarded return (see gather).
     writes = [r[0] for r in rows]
     reads = [r[1] for r in rows]
     faults = [r[2] for r in rows]
     stores = [r[3] for r in rows]
+    if flat:
+        # flat segments: a jump cannot pass the CS limit, so branches never fault
+        for i, (kind, _) in enumerate(plans):
+            if kind in ("jmp", "jcc"):
+                faults[i] = False
+    # a block boundary inside the unit is an exit point: flags must be exact there
+    for i in range(1, n):
+        if joins[i] is not None or insns[i].eip != insns[i - 1].next:
+            reads[i] = True
 
     def flags_dead(i: int) -> bool:
         for j in range(i + 1, n):
@@ -220,56 +439,114 @@ def translate(insns: list, code32: bool, links: dict | None = None):
         return False
 
     loop = plans[-1][0] in ("jcc", "jmp") and last.imm == insns[0].eip and n > 1
-    ind = "    " if loop else ""
-    out = ["regs = cpu.regs", "ram = cpu.ram", "tlb_r = cpu.tlb_r", "tlb_w = cpu.tlb_w"]
     if loop:
-        out.append("while True:")
-    res_valid = False      # the local ``res`` holds the result the flags describe
+        em.ind = "    "
+    fstate = None        # (kind, size) of the inlined flag setter whose a/b/res locals are live
+    cf_known = None      # CF of that setter as an expression over its locals
 
-    def emit(lines):
-        out.extend(ind + line for line in lines)
+    def exit_lines(count: int, eip_expr: str, result: str = "return None") -> list[str]:
+        return (["SYNC_OUT"] if flat else []) + [f"cpu.icount += {count}", f"cpu.eip = {eip_expr}", result]
 
     def abort_check(i):
-        emit(["if cpu.block_abort:", f"    cpu.icount += {i + 1}", "    return"])
+        em.raw(["if cpu.block_abort:"] + ["    " + x for x in
+                                          (["SYNC_OUT"] if flat else []) + [f"cpu.icount += {i + 1}", "return"]])
+
+    def boundary(i):
+        """Instruction ``i`` starts another block of the unit."""
+        d = insns[i]
+        lines = [f"if cpu.attention or cpu.stop_at - cpu.icount < {n}:"] + \
+            ["    " + x for x in exit_lines(i, f"{d.eip:#x}")]
+        j = joins[i]
+        if j is not None:
+            lines += [f"if tlb_r[{j[0]:#x}] != {j[1]}:"] + ["    " + x for x in exit_lines(i, f"{d.eip:#x}")]
+        em.raw(lines)
 
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
+        if i and insns[i].eip != insns[i - 1].next or joins[i] is not None:
+            boundary(i)
+        em.raw([f"k = {i}"] if faults[i] and kind != "handler" else [])
         ops = {"rm": str(d.rm), "reg": str(d.reg), "imm": hex(d.imm) if isinstance(d.imm, int) else "0"}
         if kind == "alu":
             dst, src, size = info
             if "rmm" in (dst, src):
-                ops["ea"] = em.const("ea", d.ea) + "(cpu)"
-                ops["eaw"] = em.const("eaw", d.eaw) + "(cpu)"
+                if flat:
+                    ea = _ea_lines(d, dst == "rmm" and d.mnem not in ("CMP", "TEST"), True, em)
+                    em.emit(ea[:-1])
+                    ops["ea"] = ops["eaw"] = ea[-1][len("lin = "):]
+                else:
+                    ops["ea"] = em.const("ea", d.ea) + "(cpu)"
+                    ops["eaw"] = em.const("eaw", d.eaw) + "(cpu)"
+                    em.raw([f"cpu.eip = {d.next:#x}"])
                 ops["rd"] = _inline_rd
                 ops["wr"] = _inline_wr
-                emit([f"cpu.eip = {d.next:#x}"])
+                if flat:
+                    em.raw([f"cpu.eip = {d.next:#x}"])
             body, flag_lines = alu.emit_binary(d.mnem, size, dst, src, ops)
-            emit(body)
+            em.emit(body)
             if flag_lines:
-                res_valid = True
+                fstate = (_KIND.get(d.mnem), size)
+                cf_known = _CF_EXPR.get(d.mnem)
                 if not flags_dead(i):
-                    emit(flag_lines)
+                    em.emit(flag_lines)
             if stores[i]:
                 abort_check(i)
         elif kind == "incdec":
             delta = "+ 1" if d.mnem == "INC" else "- 1"
             kind_code = (lf.INC if d.mnem == "INC" else lf.DEC) << 2
-            cf = rows[i][4] or "get_cf(cpu)"
+            cf = cf_known or "get_cf(cpu)"
             if d.osz == 4:
-                emit([f"b = {cf}", f"res = regs[{d.reg}] = (regs[{d.reg}] {delta}) & 0xFFFFFFFF"])
+                em.emit([f"b = {cf}", f"res = regs[{d.reg}] = (regs[{d.reg}] {delta}) & 0xFFFFFFFF"])
                 kind_code |= 2
             else:
-                emit([f"b = {cf}", f"res = (regs[{d.reg}] {delta}) & 0xFFFF",
-                      f"regs[{d.reg}] = (regs[{d.reg}] & 0xFFFF0000) | res"])
+                em.emit([f"b = {cf}", f"res = (regs[{d.reg}] {delta}) & 0xFFFF",
+                         f"regs[{d.reg}] = (regs[{d.reg}] & 0xFFFF0000) | res"])
                 kind_code |= 1
-            res_valid = True
+            fstate, cf_known = ("incdec", d.osz), "b"
             if not flags_dead(i):
-                emit([f"cpu.lf_op = {kind_code}", "cpu.lf_b = b", "cpu.lf_res = res"])
+                em.emit([f"cpu.lf_op = {kind_code}", "cpu.lf_b = b", "cpu.lf_res = res"])
         elif kind == "shift":
             body, flag_lines = info
-            emit(body)
-            res_valid = True
+            em.emit(body)
+            fstate, cf_known = ("shift", d.osz), None
             if not flags_dead(i):
-                emit(flag_lines)
+                em.emit(flag_lines)
+        elif kind == "movx":
+            size = 1 if d.spec.endswith("b") else 2
+            if d.rm >= 0:
+                from .ops.alu import _rd_reg
+                src = _rd_reg(str(d.rm), size)
+            else:
+                ea = _ea_lines(d, False, True, em)
+                em.emit(ea)
+                em.raw([f"cpu.eip = {d.next:#x}"])
+                src = _inline_rd(size)
+            if d.mnem == "MOVZX":
+                em.emit([f"regs[{d.reg}] = {src}"])
+            else:
+                sign = 0x80 if size == 1 else 0x8000
+                em.emit([f"v = {src}", f"regs[{d.reg}] = (v - {sign << 1:#x}) & 0xFFFFFFFF if v & {sign:#x} else v"])
+        elif kind in ("push", "callrel", "pushi") and flat:
+            value = {"push": f"regs[{d.reg}]", "callrel": f"{d.next:#x}", "pushi": f"{d.imm & M32:#x}"}[kind]
+            em.raw([f"cpu.eip = {d.next:#x}"])
+            em.emit([f"sp = (regs[4] - 4) & 0xFFFFFFFF"] + _stack_write(value) + ["regs[4] = sp"])
+            if kind == "callrel":
+                em.raw([f"cpu.eip = {d.imm:#x}"])
+            if i + 1 < n:
+                abort_check(i)
+        elif kind in ("pop", "ret", "leave") and flat:
+            em.raw([f"cpu.eip = {d.next:#x}"])
+            if kind == "leave":
+                em.emit(["sp = regs[5]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF", "regs[5] = v"])
+            elif kind == "pop":
+                em.emit(["sp = regs[4]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF",
+                                                            f"regs[{d.reg}] = v"])
+            else:
+                em.emit(["sp = regs[4]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF"])
+                if i + 1 < n:       # a guarded return into the rest of the unit
+                    em.raw([f"if v != {insns[i + 1].eip:#x}:"]
+                           + ["    " + x for x in exit_lines(i + 1, "v")])
+                else:
+                    em.raw(["cpu.eip = v"])
         elif kind in ("push", "callrel"):
             # 32-bit push through the TLB when SS is a 32-bit stack and the slot
             # is inside its limits; anything else goes to the handler.
@@ -278,86 +555,167 @@ def translate(insns: list, code32: bool, links: dict | None = None):
             guard = "cpu.stack32 and cpu.seg_lo[2] <= sp <= cpu.seg_whi[2] - 3"
             if kind == "callrel":
                 guard += f" and {d.imm:#x} <= cpu.seg_hi[1]"
-            emit([f"cpu.eip = {d.next:#x}",
-                  "sp = (regs[4] - 4) & 0xFFFFFFFF",
-                  f"if {guard}:",
-                  "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF"]
-                 + ["    " + line for line in _inline_wr(4, value)]
-                 + ["    regs[4] = sp"]
-                 + ([f"    cpu.eip = {d.imm:#x}"] if kind == "callrel" else [])
-                 + ["else:", f"    {h}(cpu, {dd})"])
+            em.emit([f"cpu.eip = {d.next:#x}",
+                     "sp = (regs[4] - 4) & 0xFFFFFFFF",
+                     f"if {guard}:",
+                     "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF"]
+                    + ["    " + line for line in _inline_wr(4, value)]
+                    + ["    regs[4] = sp"]
+                    + ([f"    cpu.eip = {d.imm:#x}"] if kind == "callrel" else [])
+                    + ["else:", f"    {h}(cpu, {dd})"])
             if kind == "push" and i + 1 < n:
                 abort_check(i)
-            if kind == "callrel":
-                emit([f"cpu.icount += {n}"])
         elif kind in ("pop", "ret"):
             h, dd = em.const("h", d.fn), em.const("d", d)
-            emit([f"cpu.eip = {d.next:#x}",
-                  "sp = regs[4]",
-                  "if cpu.stack32 and cpu.seg_lo[2] <= sp <= cpu.seg_hi[2] - 3:",
-                  "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF",
-                  f"    v = {_inline_rd(4)}"])
+            em.emit([f"cpu.eip = {d.next:#x}",
+                     "sp = regs[4]",
+                     "if cpu.stack32 and cpu.seg_lo[2] <= sp <= cpu.seg_hi[2] - 3:",
+                     "    lin = (cpu.seg_base[2] + sp) & 0xFFFFFFFF",
+                     f"    v = {_inline_rd(4)}"])
             if kind == "pop":
-                emit(["    regs[4] = (sp + 4) & 0xFFFFFFFF", f"    regs[{d.reg}] = v",
-                      "else:", f"    {h}(cpu, {dd})"])
+                em.emit(["    regs[4] = (sp + 4) & 0xFFFFFFFF", f"    regs[{d.reg}] = v",
+                         "else:", f"    {h}(cpu, {dd})"])
             else:
-                emit(["    if v <= cpu.seg_hi[1]:",
-                      "        regs[4] = (sp + 4) & 0xFFFFFFFF",
-                      "        cpu.eip = v",
-                      "    else:",
-                      f"        {h}(cpu, {dd})",
-                      "else:", f"    {h}(cpu, {dd})",
-                      f"cpu.icount += {n}"])
+                em.emit(["    if v <= cpu.seg_hi[1]:",
+                         "        regs[4] = (sp + 4) & 0xFFFFFFFF",
+                         "        cpu.eip = v",
+                         "    else:",
+                         f"        {h}(cpu, {dd})",
+                         "else:", f"    {h}(cpu, {dd})"])
         elif kind == "lea":
-            eoff = em.const("eoff", d.eoff)
-            if d.osz == 4:
-                emit([f"regs[{d.reg}] = {eoff}(cpu)"])
+            if flat:
+                a = d.addr
+                terms = []
+                if a.base is not None:
+                    terms.append(f"regs[{a.base}]")
+                if a.index is not None:
+                    terms.append(f"(regs[{a.index}] << {a.scale})" if a.scale else f"regs[{a.index}]")
+                mask = 0xFFFFFFFF if a.a32 else 0xFFFF
+                disp = a.disp & mask
+                if disp or not terms:
+                    terms.append(f"{disp:#x}")
+                off = f"({' + '.join(terms)}) & {mask:#x}" if len(terms) > 1 or not a.a32 else terms[0]
             else:
-                emit([f"regs[{d.reg}] = (regs[{d.reg}] & 0xFFFF0000) | ({eoff}(cpu) & 0xFFFF)"])
+                off = em.const("eoff", d.eoff) + "(cpu)"
+            if d.osz == 4:
+                em.emit([f"regs[{d.reg}] = {off}"])
+            else:
+                em.emit([f"regs[{d.reg}] = (regs[{d.reg}] & 0xFFFF0000) | (({off}) & 0xFFFF)"])
         elif kind == "nop":
             pass
         elif kind in ("jmp", "jcc"):
             h, dd = em.const("h", d.fn), em.const("d", d)
-            cond = "True" if kind == "jmp" else (_CC_FROM_RES.get(d.mnem) if res_valid else None)
+            cond = "True" if kind == "jmp" else None
+            if cond is None and fstate is not None:
+                cond = _condition(d.mnem, *fstate)
             budget = f"cpu.attention or cpu.stop_at - cpu.icount < {n}"
-            emit([f"cpu.eip = {d.next:#x}"])
+            limit_ok = "True" if flat else f"{d.imm:#x} <= cpu.seg_hi[1]"
+            if i + 1 < n:
+                # a JMP inside the unit: it continues at the target (gather)
+                continue
             if cond is None:
-                # The handler evaluates the condition (the flags are exact here).
-                emit([f"{h}(cpu, {dd})", f"cpu.icount += {n}"])
+                # The handler evaluates the condition (the flags are exact here;
+                # it changes no register, so the locals stay valid).
+                em.store_regs()
+                em.raw([f"k = {~i}", f"cpu.eip = {d.next:#x}", f"{h}(cpu, {dd})", f"cpu.icount += {n}"])
                 if loop:
-                    emit([f"if cpu.eip != {insns[0].eip:#x} or {budget}:", f"    {ret}"])
+                    em.raw([f"if cpu.eip != {insns[0].eip:#x} or {budget}:", f"    {ret_link}"])
+                else:
+                    em.raw([ret_link])
             elif loop:
-                emit([f"if {cond}:",
-                      f"    if {d.imm:#x} <= cpu.seg_hi[1]:",
-                      f"        cpu.icount += {n}",
-                      f"        if {budget}:",
-                      f"            cpu.eip = {d.imm:#x}",
-                      f"            {ret}",
-                      "        continue",
-                      f"    {h}(cpu, {dd})      # target past the CS limit: #GP",
-                      f"cpu.icount += {n}",
-                      ret])
+                em.raw([f"if {cond}:",
+                        f"    if {limit_ok}:",
+                        f"        cpu.icount += {n}",
+                        f"        if {budget}:",
+                        "            SYNC_OUT",
+                        f"            cpu.eip = {d.imm:#x}",
+                        f"            {ret_link}",
+                        "        continue",
+                        "    SYNC_OUT",
+                        f"    k = {~i}",
+                        f"    {h}(cpu, {dd})      # target past the CS limit: #GP",
+                        "    SYNC_IN",
+                        "else:",
+                        f"    cpu.eip = {d.next:#x}",
+                        "SYNC_OUT",
+                        f"cpu.icount += {n}",
+                        ret_link])
             else:
-                emit([f"if {cond}:",
-                      f"    if {d.imm:#x} <= cpu.seg_hi[1]:",
-                      f"        cpu.eip = {d.imm:#x}",
-                      "    else:",
-                      f"        {h}(cpu, {dd})  # target past the CS limit: #GP",
-                      f"cpu.icount += {n}"])
+                em.raw([f"if {cond}:",
+                        f"    if {limit_ok}:",
+                        f"        cpu.eip = {d.imm:#x}",
+                        "    else:",
+                        f"        cpu.eip = {d.next:#x}",
+                        "        SYNC_OUT",
+                        f"        k = {~i}",
+                        f"        {h}(cpu, {dd})  # target past the CS limit: #GP",
+                        "else:",
+                        f"    cpu.eip = {d.next:#x}",
+                        "SYNC_OUT",
+                        f"cpu.icount += {n}",
+                        ret_link])
+            break
         else:
             h, dd = em.const("h", d.fn), em.const("d", d)
-            emit([f"cpu.eip = {d.next:#x}", f"{h}(cpu, {dd})"])
-            res_valid = False
+            em.store_regs()
+            em.raw([f"k = {~i}", f"cpu.eip = {d.next:#x}", f"{h}(cpu, {dd})"])
+            em.load_regs()
+            fstate = cf_known = None
             if i + 1 < n:
+                if flat and d.mnem in _SEG_WRITERS:
+                    em.raw(["if not cpu.flat:"] + ["    " + x for x in exit_lines(i + 1, "cpu.eip")])
                 if stores[i]:
                     abort_check(i)
             else:
-                emit([f"cpu.icount += {n}"])
-    if plans[-1][0] not in ("jmp", "jcc", "handler", "callrel", "ret"):
-        emit([f"cpu.eip = {last.next:#x}", f"cpu.icount += {n}"])
-    out.append(ret)
+                em.raw(["SYNC_OUT", f"cpu.icount += {n}", ret_link])
+                break
+    else:
+        # no branch ended the unit: a CALL or RET did, or the block was cut at
+        # the page or size limit
+        em.raw(["SYNC_OUT", f"cpu.icount += {n}"])
+        if plans[-1][0] not in ("callrel", "ret"):
+            em.raw([f"cpu.eip = {last.next:#x}"])
+        em.raw([ret_link])
+    return _compile(em, insns, loop, n)
+
+
+def _compile(em: _Unit, insns: list, loop: bool, n: int):
+    regs_used = sorted(em.used)
+    if em.flat and regs_used:
+        load = ", ".join(f"r{r}" for r in range(8)) + " = regs" if len(regs_used) > 2 else \
+            "; ".join(f"r{r} = regs[{r}]" for r in regs_used)
+        store = "; ".join(f"regs[{r}] = r{r}" for r in regs_used)
+    else:
+        load = store = "pass"
+    body = []
+    for line in em.out:
+        stripped = line.strip()
+        pad = line[:len(line) - len(line.lstrip())]
+        if stripped == "SYNC_OUT":
+            if store != "pass":
+                body.append(pad + store)
+        elif stripped == "SYNC_IN":
+            if load != "pass":
+                body.append(pad + load)
+        else:
+            body.append(line)
+    eips = tuple(d.eip for d in insns)
+    em.consts["eips"] = eips
+    head = ["regs = cpu.regs", "ram = cpu.ram", "tlb_r = cpu.tlb_r", "tlb_w = cpu.tlb_w", "k = 0"]
+    if load != "pass":
+        head.append(load)
+    lines = ["try:"] + ["    " + x for x in (["while True:"] if loop else [])] + \
+        ["    " + x for x in body] + \
+        ["except CpuFault:",
+         "    if k >= 0:",
+         f"        {store}",
+         "    else:",
+         "        k = ~k",
+         "    cpu.eip = eips[k]",
+         "    cpu.icount += k",
+         "    raise"]
     params = ", ".join(f"{k}={k}" for k in em.consts)
-    src = f"def tb(cpu, {params}):\n" + "".join(f"    {line}\n" for line in out)
+    src = f"def tb(cpu, {params}):\n" + "".join(f"    {line}\n" for line in head + lines)
     ns = dict(em.consts)
     exec(compile(src, f"<tb {insns[0].eip:#x}>", "exec"), ns)
     fn = ns["tb"]

@@ -29,6 +29,9 @@ def _rd_reg(idx: str, size: int) -> str:
         return f"regs[{idx}]"
     if size == 2:
         return f"regs[{idx}] & 0xFFFF"
+    if idx.isdigit():          # a constant register number (the block translator)
+        i = int(idx)
+        return f"(regs[{i & 3}] >> {(i & 4) << 1}) & 0xFF" if i & 4 else f"regs[{i}] & 0xFF"
     return f"(regs[{idx} & 3] >> (({idx} & 4) << 1)) & 0xFF"
 
 
@@ -37,6 +40,10 @@ def _wr_reg(idx: str, size: int, val: str) -> list[str]:
         return [f"regs[{idx}] = {val}"]
     if size == 2:
         return [f"regs[{idx}] = (regs[{idx}] & 0xFFFF0000) | ({val})"]
+    if idx.isdigit():
+        i = int(idx)
+        sh, j = (i & 4) << 1, i & 3
+        return [f"regs[{j}] = (regs[{j}] & {~(0xFF << sh) & 0xFFFFFFFF:#x}) | (({val}) << {sh})"]
     return [f"_i = {idx}", "_sh = (_i & 4) << 1", "_j = _i & 3",
             f"regs[_j] = (regs[_j] & ~(0xFF << _sh)) | (({val}) << _sh)"]
 
