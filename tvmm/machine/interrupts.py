@@ -22,6 +22,15 @@ from .errors import CpuFault, Shutdown
 from .flags import materialize
 from .vmx import MAX_DELIVERY_RETRIES
 
+# Exceptions (delivered, or hidden page faults the monitor fixes) a processor
+# may take in a row without retiring an instruction.  A handler whose first
+# instruction faults again (its own vector, or a fetch past the CS limit)
+# would make hardware take the same exception forever, with no instruction
+# ever retiring, so neither an instruction budget nor the guest's clock would
+# end it; past this many the processor shuts down as after a triple fault.
+# A real instruction needs a handful (code, data, stack, descriptor pages).
+MAX_STALLED_EXCEPTIONS = 1024
+
 GATE_TYPES = {0x6: (2, False), 0x7: (2, True), 0xE: (4, False), 0xF: (4, True)}  # size, trap
 
 
@@ -176,8 +185,15 @@ def deliver_exception(cpu, e: CpuFault) -> None:
     """Deliver a fault raised by an instruction (EIP already points at it).
 
     Applies the double-fault rule; a fault while delivering #DF raises
-    ``Shutdown``.
+    ``Shutdown``, and so does the exception after ``MAX_STALLED_EXCEPTIONS``
+    in a row with no instruction retired between them.
     """
+    if cpu.icount != cpu.stall_icount:  # an instruction retired since the last exception
+        cpu.stall_icount, cpu.stalls = cpu.icount, 0
+    cpu.stalls += 1
+    if cpu.stalls > MAX_STALLED_EXCEPTIONS:
+        raise Shutdown(f"{MAX_STALLED_EXCEPTIONS} exceptions without an instruction retiring, the last "
+                       f"{EXCEPTION_NAMES.get(e.vector, e.vector)} at eip {cpu.eip:#x} (no forward progress)")
     ops = cpu.ops                        # in guest mode the monitor sees every exception first
     e = ops.exception(cpu, e)
     if e is None:

@@ -123,6 +123,7 @@ def _set_cpu_state(cpu, s: dict) -> None:
     cpu.shadow.reset_all(cpu)
     cpu._apply_real()
     cpu.stop_request = None
+    cpu.stall_icount, cpu.stalls = -1, 0        # exceptions in a row count from here
     cpu.dead = None
     cpu._refresh()
 
