@@ -116,6 +116,15 @@ class CPU:
         # clears only the W bit of a shadow entry)
         self._wprot: dict[int, tuple] = {}
         self._tlb_io: dict[int, int] = {}           # (vpn << 2 | user << 1 | write) -> device page
+        # Virtual-APIC reads: the local APIC's frame (host-physical; -1: none)
+        # and its static registers (``LocalApic.vregs``, offset -> value).  A
+        # linear page found to map that frame is remembered in ``_vapic_key``
+        # (vpn << 1 | user; -1 after a TLB flush), and an aligned 32-bit read
+        # there of a static register costs a dict lookup, not an MMIO exit.
+        self.vapic_pfn = -1
+        self.vapic: dict[int, int] = {}
+        self._vapic_key = -1
+        self.vapic_reads = 0
         self.blocks: dict[int, list] = {}
         self._page_blocks: dict[int, list[int]] = {}
         self._running: list | None = None          # the block being executed
@@ -294,6 +303,7 @@ class CPU:
         self._tlb_filled.clear()
         self._tlb_filled.update(kept)
         self._tlb_io.clear()
+        self._vapic_key = -1
         self._wprot.clear()
         if not kept:
             self._tlb_large.clear()
@@ -312,6 +322,8 @@ class CPU:
             if v in self._tlb_filled:
                 del self._tlb_filled[v]
                 self._tlb_rs[v] = self._tlb_ws[v] = self._tlb_ru[v] = self._tlb_wu[v] = None
+        if self._vapic_key >> 1 in victims:
+            self._vapic_key = -1
         if self._tlb_io:
             if len(victims) > 1:
                 self._tlb_io.clear()
@@ -363,6 +375,8 @@ class CPU:
         elif vpn not in self.watch_vpns:
             # Not RAM (a device, a hole): accesses must reach memory's slow
             # path each time, but the walk need not be repeated.
+            if pfn == self.vapic_pfn:
+                self._vapic_key = vpn << 1 | user
             self._tlb_io[io_key & ~1] = pa_page
             if writable:
                 self._tlb_io[io_key | 1] = pa_page
@@ -441,6 +455,12 @@ class CPU:
         lin &= M32
         if user is None:
             user = self.cpl == 3
+        if (lin >> 12 << 1 | user) == self._vapic_key and size == 4 and not lin & 0xF \
+                and not self.watchpoints and not self.dr[7] & 0xFF:
+            v = self.vapic.get(lin & 0xFFF)
+            if v is not None:
+                self.vapic_reads += 1
+                return v
         pa0, pa1 = self._translate_range(lin, size, False, user)
         if self.watchpoints or self.dr[7] & 0xFF:
             self._check_watch(lin, size, False)

@@ -117,6 +117,9 @@ class PC:
                               intr=IrqLine(f"cpu{i}-intr", c.set_intr), virtual_wire=bsp,
                               name="lapic" if bsp else f"lapic{i}")
             c.intr_ack = lapic.acknowledge
+            c.vapic = lapic.vregs                 # its static registers, read without an MMIO exit
+            if c.mem is self.mem:                 # a bare PC (a monitor maps its vCPUs' APIC page itself)
+                c.vapic_pfn = APIC_BASE >> 12
             self.lapics.append(lapic)
         self.lapic = self.lapics[0]
         pic_out.connect(self.lapic.extint_changed)

@@ -20,7 +20,7 @@ exit; other reads and every write exit.  Kernels read the APIC ID constantly.
 
 from __future__ import annotations
 
-from ..machine.devices.lapic import APIC_BASE, STATIC_REGISTERS
+from ..machine.devices.lapic import APIC_BASE
 from . import events as ev
 from .hostmem import APERTURE_BASE
 
@@ -36,8 +36,7 @@ class GuestApertureMap:
         self.guest = guest
         self.slot_of: dict[int, int] = {}       # gpfn -> slot (device pages)
         self.gpfn_of: list[int | None] = [None]  # slot -> gpfn; slot 0 is open bus
-        self.vapics: list[dict[int, int]] = []  # per vCPU, its virtual-APIC page: register offset -> value
-        self.vapic_reads = 0
+        self._vapic_exits = 0                  # static-register reads that reached the aperture
 
     def hpa(self, gpfn: int) -> int:
         """The aperture page for guest-physical page ``gpfn`` (not RAM):
@@ -53,19 +52,30 @@ class GuestApertureMap:
             self.gpfn_of.append(gpfn)
         return APERTURE_BASE + slot * PAGE
 
-    def refresh_vapic(self, index: int | None = None) -> None:
-        """Reload the virtual-APIC page of vCPU ``index`` (None: all) from its local APIC."""
-        lapics = self.guest.pc.lapics
-        if len(self.vapics) != len(lapics):
-            self.vapics = [{} for _ in lapics]
-        for i in range(len(lapics)) if index is None else (index,):
-            lapic = lapics[i]
-            self.vapics[i] = {reg: lapic.read_reg(reg) for reg in STATIC_REGISTERS}
+    def map_vapic(self) -> None:
+        """Point every vCPU at its virtual-APIC page: the aperture page of
+        the guest's local-APIC frame, whose static registers the processor
+        then reads from the APIC's ``vregs`` without an exit."""
+        lapic_gpfn = APIC_BASE >> 12
+        pfn = self.hpa(lapic_gpfn) >> 12 if lapic_gpfn in self.guest.gmem.device_pages else -1
+        for cpu, lapic in zip(self.guest.pc.cpus, self.guest.pc.lapics):
+            cpu.vapic, cpu.vapic_pfn = lapic.vregs, pfn
+            cpu.flush_tlb(False)
+
+    @property
+    def vapics(self) -> list[dict[int, int]]:
+        """Per vCPU, its virtual-APIC page: register offset -> value."""
+        return [lapic.vregs for lapic in self.guest.pc.lapics]
 
     @property
     def vapic(self) -> dict[int, int]:
         """The bootstrap processor's virtual-APIC page."""
         return self.vapics[0]
+
+    @property
+    def vapic_reads(self) -> int:
+        """Reads served from a virtual-APIC page (by the processor or here)."""
+        return self._vapic_exits + sum(cpu.vapic_reads for cpu in self.guest.pc.cpus)
 
     # -- emulation ------------------------------------------------------------------
     def read(self, slot: int, off: int, size: int) -> int:
@@ -75,9 +85,9 @@ class GuestApertureMap:
             return (1 << (8 * size)) - 1
         gpa = self.gpfn_of[slot] * PAGE + off
         if gpa & ~0xFFF == APIC_BASE and (off & 0xF) == 0 and size == 4:
-            v = self.vapics[cpu.index].get(off)
-            if v is not None:
-                self.vapic_reads += 1
+            v = self.guest.pc.lapics[cpu.index].vregs.get(off)
+            if v is not None:                  # the processor's own fast path did not apply (a watchpoint)
+                self._vapic_exits += 1
                 return v
         v = self.guest.gmem.read(gpa, size)
         cpu._record(ev.EXIT_MMIO, f"read {gpa:#010x}/{size} -> {v:#x}")
@@ -91,9 +101,6 @@ class GuestApertureMap:
         gpa = self.gpfn_of[slot] * PAGE + off
         cpu._record(ev.EXIT_MMIO, f"write {gpa:#010x}/{size} <- {value:#x}")
         self.guest.gmem.write(gpa, size, value)
-        if gpa & ~0xFFF == APIC_BASE:
-            # an IPI may have changed (reset) other processors' APICs too
-            self.refresh_vapic(cpu.index if off != 0x300 else None)
 
 
 class DeviceAperture:

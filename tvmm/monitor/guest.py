@@ -112,7 +112,7 @@ class Guest:
             cpu.breakpoints, cpu.watchpoints = self.vcpu.breakpoints, self.vcpu.watchpoints
         self.pc.on_switch = self.shadow.activate
         self.shadow.activate(self.vcpu)
-        self.aperture.refresh_vapic()
+        self.aperture.map_vapic()
         if self._boots:
             self._boot()
 

@@ -102,7 +102,6 @@ def restore_state(guest, saved: tuple) -> None:
         _set_cpu_state(cpu, state)
     if "smp" in pcs:
         pc.restore_smp_state(pcs["smp"])
-    guest.aperture.refresh_vapic()
     guest.state, guest.reason, guest.exit_status, guest.last_stop = gstate
 
 

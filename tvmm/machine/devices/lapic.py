@@ -223,6 +223,11 @@ class LocalApic:
         self.intr = intr if intr is not None else IrqLine(f"{name}.intr")
         self.virtual_wire = virtual_wire
         self.static_registers = STATIC_REGISTERS
+        # The virtual-APIC page: STATIC_REGISTERS -> value, kept equal to
+        # read_reg() by every path that changes one (writes, reset, restore).
+        # Updated in place: processors and monitors hold a reference to it
+        # and serve aligned 32-bit reads of these registers from it.
+        self.vregs: dict[int, int] = {}
         self._timer_event: Timer | None = None
         self._readers = {
             REG_ID: lambda: self.id,
@@ -286,6 +291,7 @@ class LocalApic:
         self.divide_config = 0
         self.timer_base_time = 0        # instruction count counting (re)started at
         self.timer_base_count = 0       # count at timer_base_time; 0 = not counting
+        self._publish()
         self._update_intr()
 
     _STATE_FIELDS = ("id", "tpr", "ldr", "dfr", "svr", "irr", "isr", "tmr", "esr",
@@ -307,6 +313,7 @@ class LocalApic:
         if state["timer_deadline"] is not None:
             self._timer_event = self.clock.at(state["timer_deadline"], self._timer_fired,
                                               f"{self.name}.timer")
+        self._publish()
         self._update_intr()
 
     # ------------------------------------------------------------------- MMIO
@@ -328,6 +335,14 @@ class LocalApic:
         writer = self._writers.get(reg)
         if writer is not None:
             writer(reg, value & 0xFFFFFFFF)
+            if reg in STATIC_REGISTERS:
+                self._publish(None if reg == REG_SVR else reg)   # SVR's disable masks every LVT
+
+    def _publish(self, reg: int | None = None) -> None:
+        """Bring the virtual-APIC page up to date: one register, or all."""
+        readers, vregs = self._readers, self.vregs
+        for r in STATIC_REGISTERS if reg is None else (reg,):
+            vregs[r] = readers[r]()
 
     def read_reg(self, offset: int) -> int:
         """The 32-bit value of the register at ``offset`` (0 if reserved); no side effects."""
