@@ -75,6 +75,14 @@ LINKABLE = frozenset({"JMP", "CALL", "RET", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ"}
                      | {"J" + cc for cc in ("O", "NO", "B", "NB", "Z", "NZ", "BE", "NBE",
                                              "S", "NS", "P", "NP", "L", "NL", "LE", "NLE")})
 
+# MOV between the accumulator and a direct memory offset.
+_MOFFS = frozenset({"AL,Ob", "eAX,Ov", "Ob,AL", "Ov,eAX"})
+_VM_RF = 0x30000        # PUSHF clears VM and RF in the pushed image
+
+# Conditional branches a trace may continue through (with a side exit).
+_JCC = frozenset("J" + cc for cc in ("O", "NO", "B", "NB", "Z", "NZ", "BE", "NBE",
+                                     "S", "NS", "P", "NP", "L", "NL", "LE", "NLE"))
+
 # Handlers after which the segment registers may no longer be flat (the ones
 # that end a block anyway are not listed: nothing follows them in a unit).
 _SEG_WRITERS = frozenset({"MOV", "POP", "LDS", "LES", "LFS", "LGS", "LSS"})
@@ -158,6 +166,17 @@ def _plan(d, flat: bool):
         return "jmp", None
     if m.startswith("J") and d.spec in ("Jb", "Jz") and m not in ("JCXZ", "JMP"):
         return "jcc", None
+    if flat and d.addr is not None and d.rm < 0:
+        if m == "MOV" and d.spec in _MOFFS:
+            return "moffs", (1 if "b" in d.spec else d.osz, d.spec[0] == "O")
+        if m in ("INC", "DEC") and d.spec in ("Eb", "Ev"):
+            return "incdecm", 1 if d.spec == "Eb" else d.osz
+        if m == "XCHG" and d.spec == "Ev,Gv" and d.osz == 4:
+            return "xchgm", None
+    if flat and m == "PUSHF" and d.osz == 4:
+        return "pushf", None
+    if m == "XCHG" and d.spec == "Ev,Gv" and d.osz == 4 and d.rm >= 0:
+        return "xchgr", None
     form = _alu_form(d)
     if form is not None:
         return "alu", form
@@ -233,8 +252,16 @@ def _rows(insns, plans):
             row = (True, True, False, False)      # reads CF unless known (refined below)
         elif kind == "shift":
             row = (True, False, False, False)
-        elif kind in ("lea", "nop"):
+        elif kind in ("lea", "nop", "xchgr"):
             row = (False, False, False, False)
+        elif kind == "moffs":
+            row = (False, False, True, info[1])
+        elif kind == "incdecm":
+            row = (True, True, True, True)
+        elif kind == "xchgm":
+            row = (False, False, True, True)
+        elif kind == "pushf":
+            row = (False, True, True, True)
         elif kind == "movx":
             row = (False, False, d.rm < 0, False)
         elif kind in ("jmp", "jcc"):
@@ -251,13 +278,26 @@ _REG = re.compile(r"regs\[(\d)\]")
 _REG_WRITE = re.compile(r"regs\[(\d)\]\s*=(?!=)")
 
 
+def _rd_at(cpu, eip: int, lin: int, size: int) -> int:
+    """The slow read path of an inline instruction whose ``next`` is ``eip``."""
+    cpu.eip = eip
+    return cpu._rd_slow(lin, size)
+
+
+def _wr_at(cpu, eip: int, lin: int, size: int, v: int) -> None:
+    cpu.eip = eip
+    cpu._wr_slow(lin, size, v)
+
+
 class _Unit:
     """Source being written for one translated unit."""
 
     def __init__(self, flat: bool):
         from .cpu import p16_into, p32_into, u16_from, u32_from
         self.flat = flat
-        self.consts: dict[str, object] = {"get_cf": get_cf, "u16": u16_from, "u32": u32_from,
+        self.next = 0           # EIP after the instruction being emitted
+        self.consts: dict[str, object] = {"get_cf": get_cf, "materialize": lf.materialize,
+                                          "rd_at": _rd_at, "wr_at": _wr_at, "u16": u16_from, "u32": u32_from,
                                           "p16": p16_into, "p32": p32_into, "CpuFault": CpuFault}
         self.out: list[str] = []
         self.ind = ""
@@ -269,12 +309,17 @@ class _Unit:
         return name
 
     def emit(self, lines) -> None:
-        """Inline code: ``regs[N]`` becomes the local ``rN`` in flat mode."""
+        """Inline code: ``regs[N]`` becomes the local ``rN`` in flat mode,
+        where the slow memory paths also set EIP (``next``) themselves: the
+        fast paths never need it, so inline instructions do not store it."""
         for line in lines:
             if self.flat:
                 for m in _REG.finditer(line):
                     self.used.add(int(m.group(1)))
                 line = _REG.sub(r"r\1", line)
+                if "_slow(" in line:
+                    line = line.replace("cpu._rd_slow(", f"rd_at(cpu, {self.next:#x}, ").replace(
+                        "cpu._wr_slow(", f"wr_at(cpu, {self.next:#x}, ")
             self.out.append(self.ind + line)
 
     def raw(self, lines) -> None:
@@ -355,6 +400,12 @@ def gather(cpu, block, lin: int) -> tuple[list, list, list]:
             target = last.imm
         elif last.mnem == "RET" and last.spec == "" and last.osz == 4 and calls:
             target = calls.pop()
+        elif last.mnem == "CLI":
+            target = last.next          # it ends a block, but nothing becomes pending
+        elif last.mnem in _JCC and last.spec in ("Jb", "Jz"):
+            target = _likelier(cpu, base, last, seen)
+            if target is None:
+                break
         else:
             break
         tlin = (base + target) & M32
@@ -377,6 +428,29 @@ def gather(cpu, block, lin: int) -> tuple[list, list, list]:
         pages.add(vpn)
         cur = nxt
     return insns, joins, sorted(pages)
+
+
+def _cached(cpu, base: int, eip: int):
+    """The cached block at ``eip`` (current CS base, TLB and code size), or None."""
+    lin = (base + eip) & M32
+    delta = cpu.tlb_r[lin >> 12]
+    if delta is None:
+        return None
+    return cpu.blocks.get(((lin + delta) << 33) | (eip << 1) | cpu.code32)
+
+
+def _likelier(cpu, base: int, jcc, seen: set):
+    """The side of a conditional branch a trace follows: the one whose block
+    has run more often so far (``Block.hits``), if cached and not already in
+    the unit; None to end the unit at the branch."""
+    best, best_hits = None, 0
+    for eip in (jcc.next, jcc.imm):
+        b = _cached(cpu, base, eip)
+        if b is not None and b.hits > best_hits:
+            best, best_hits = (eip, b), b.hits
+    if best is None or id(best[1]) in seen:
+        return None
+    return best[0]
 
 
 def translate_block(cpu, block, lin: int, pa: int):
@@ -426,8 +500,10 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             if kind in ("jmp", "jcc"):
                 faults[i] = False
     # a block boundary inside the unit is an exit point: flags must be exact there
+    starts = [False] + [joins[i] is not None or insns[i].eip != insns[i - 1].next
+                        or insns[i - 1].ends for i in range(1, n)]
     for i in range(1, n):
-        if joins[i] is not None or insns[i].eip != insns[i - 1].next:
+        if starts[i]:
             reads[i] = True
 
     def flags_dead(i: int) -> bool:
@@ -447,9 +523,13 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     def exit_lines(count: int, eip_expr: str, result: str = "return None") -> list[str]:
         return (["SYNC_OUT"] if flat else []) + [f"cpu.icount += {count}", f"cpu.eip = {eip_expr}", result]
 
-    def abort_check(i):
+    def abort_check(i, eip=None):
+        """Leave after instruction ``i`` (a store) if it hit decoded code or
+        a data breakpoint; EIP becomes ``eip`` (default: the next instruction)."""
+        eip = insns[i].next if eip is None else eip
         em.raw(["if cpu.block_abort:"] + ["    " + x for x in
-                                          (["SYNC_OUT"] if flat else []) + [f"cpu.icount += {i + 1}", "return"]])
+                                          (["SYNC_OUT"] if flat else [])
+                                          + [f"cpu.icount += {i + 1}", f"cpu.eip = {eip:#x}", "return"]])
 
     def boundary(i):
         """Instruction ``i`` starts another block of the unit."""
@@ -462,8 +542,9 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         em.raw(lines)
 
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
-        if i and insns[i].eip != insns[i - 1].next or joins[i] is not None:
+        if starts[i]:
             boundary(i)
+        em.next = d.next
         em.raw([f"k = {i}"] if faults[i] and kind != "handler" else [])
         ops = {"rm": str(d.rm), "reg": str(d.reg), "imm": hex(d.imm) if isinstance(d.imm, int) else "0"}
         if kind == "alu":
@@ -479,8 +560,6 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     em.raw([f"cpu.eip = {d.next:#x}"])
                 ops["rd"] = _inline_rd
                 ops["wr"] = _inline_wr
-                if flat:
-                    em.raw([f"cpu.eip = {d.next:#x}"])
             body, flag_lines = alu.emit_binary(d.mnem, size, dst, src, ops)
             em.emit(body)
             if flag_lines:
@@ -518,7 +597,6 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             else:
                 ea = _ea_lines(d, False, True, em)
                 em.emit(ea)
-                em.raw([f"cpu.eip = {d.next:#x}"])
                 src = _inline_rd(size)
             if d.mnem == "MOVZX":
                 em.emit([f"regs[{d.reg}] = {src}"])
@@ -527,14 +605,12 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 em.emit([f"v = {src}", f"regs[{d.reg}] = (v - {sign << 1:#x}) & 0xFFFFFFFF if v & {sign:#x} else v"])
         elif kind in ("push", "callrel", "pushi") and flat:
             value = {"push": f"regs[{d.reg}]", "callrel": f"{d.next:#x}", "pushi": f"{d.imm & M32:#x}"}[kind]
-            em.raw([f"cpu.eip = {d.next:#x}"])
-            em.emit([f"sp = (regs[4] - 4) & 0xFFFFFFFF"] + _stack_write(value) + ["regs[4] = sp"])
-            if kind == "callrel":
-                em.raw([f"cpu.eip = {d.imm:#x}"])
+            em.emit(["sp = (regs[4] - 4) & 0xFFFFFFFF"] + _stack_write(value) + ["regs[4] = sp"])
             if i + 1 < n:
-                abort_check(i)
+                abort_check(i, d.imm if kind == "callrel" else d.next)
+            elif kind == "callrel":
+                em.raw([f"cpu.eip = {d.imm:#x}"])
         elif kind in ("pop", "ret", "leave") and flat:
-            em.raw([f"cpu.eip = {d.next:#x}"])
             if kind == "leave":
                 em.emit(["sp = regs[5]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF", "regs[5] = v"])
             elif kind == "pop":
@@ -582,6 +658,41 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                          "    else:",
                          f"        {h}(cpu, {dd})",
                          "else:", f"    {h}(cpu, {dd})"])
+        elif kind == "moffs":
+            size, store = info
+            ea = _ea_lines(d, store, True, em)
+            em.emit(ea)
+            if store:
+                value = {1: "regs[0] & 0xFF", 2: "regs[0] & 0xFFFF", 4: "regs[0]"}[size]
+                em.emit(_inline_wr(size, value))
+                abort_check(i)
+            else:
+                keep = {1: "(regs[0] & 0xFFFFFF00) | ", 2: "(regs[0] & 0xFFFF0000) | ", 4: ""}[size]
+                em.emit([f"regs[0] = {keep}{_inline_rd(size)}"])
+        elif kind == "incdecm":
+            size = info
+            delta = "+ 1" if d.mnem == "INC" else "- 1"
+            kind_code = (lf.INC if d.mnem == "INC" else lf.DEC) << 2 | {1: 0, 2: 1, 4: 2}[size]
+            em.emit(_ea_lines(d, True, True, em))
+            em.emit([f"b = {cf_known or 'get_cf(cpu)'}",
+                     f"res = ({_inline_rd(size)} {delta}) & {lf.MASK[{1: 0, 2: 1, 4: 2}[size]]:#x}"]
+                    + _inline_wr(size, "res"))
+            fstate, cf_known = ("incdec", size), "b"
+            if not flags_dead(i):
+                em.emit([f"cpu.lf_op = {kind_code}", "cpu.lf_b = b", "cpu.lf_res = res"])
+            abort_check(i)
+        elif kind == "xchgm":
+            em.emit(_ea_lines(d, True, True, em))
+            em.emit([f"v = {_inline_rd(4)}"] + _inline_wr(4, f"regs[{d.reg}]") + [f"regs[{d.reg}] = v"])
+            abort_check(i)
+        elif kind == "xchgr":
+            if d.rm != d.reg:
+                em.emit([f"regs[{d.rm}], regs[{d.reg}] = regs[{d.reg}], regs[{d.rm}]"])
+        elif kind == "pushf":
+            em.emit([f"v = materialize(cpu) & {~_VM_RF & M32:#x}", "sp = (regs[4] - 4) & 0xFFFFFFFF"]
+                    + _stack_write("v") + ["regs[4] = sp"])
+            if i + 1 < n:
+                abort_check(i)
         elif kind == "lea":
             if flat:
                 a = d.addr
@@ -611,7 +722,21 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             budget = f"cpu.attention or cpu.stop_at - cpu.icount < {n}"
             limit_ok = "True" if flat else f"{d.imm:#x} <= cpu.seg_hi[1]"
             if i + 1 < n:
-                # a JMP inside the unit: it continues at the target (gather)
+                # Inside the unit: a JMP continues at its target (gather); a
+                # Jcc continues on the side gather chose and leaves the unit
+                # on the other (a side exit, linked like any other end).
+                if kind == "jcc":
+                    follow = insns[i + 1].eip
+                    other = d.next if follow == d.imm else d.imm
+                    if cond is None:
+                        em.store_regs()
+                        em.raw([f"k = {~i}", f"cpu.eip = {d.next:#x}", f"{h}(cpu, {dd})",
+                                f"if cpu.eip != {follow:#x}:"]
+                               + ["    " + x for x in exit_lines(i + 1, "cpu.eip", "return links.get(cpu.eip)")])
+                    else:
+                        leave = cond if follow == d.next else f"not ({cond})"
+                        em.raw([f"if {leave}:"] + ["    " + x for x in exit_lines(i + 1, f"{other:#x}",
+                                                                        "return links.get(cpu.eip)")])
                 continue
             if cond is None:
                 # The handler evaluates the condition (the flags are exact here;
