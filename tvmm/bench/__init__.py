@@ -88,6 +88,22 @@ def run_unicorn(w: W.Workload, instructions: int) -> dict | None:
     return {"seconds": dt, "mips": instructions / dt / 1e6}
 
 
+def run_unicorn_kernel(kw: K.KernelWorkload, instructions: int, cmdline: str = "") -> dict | None:
+    """Unicorn's time for a kernel workload's timed stretch, and its
+    ``bench_result``; None when unicorn is missing or fails, or the kernel
+    needs IDT delivery.  ``instructions`` is tvmm's count, which includes
+    the final ``cli; hlt`` that unicorn stops before."""
+    if not kw.unicorn:
+        return None
+    script = os.path.join(os.path.dirname(__file__), "unicorn_ref.py")
+    proc = subprocess.run([sys.executable, script, "--kernel", kw.name, cmdline], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    doc = json.loads(proc.stdout)
+    dt = doc["seconds"]
+    return {"seconds": dt, "mips": (instructions - 2) / dt / 1e6, "result": doc["result"]}
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -104,21 +120,39 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--no-sessions", action="store_true", help="skip the record/replay figures")
     ap.add_argument("--no-history", action="store_true",
                     help="skip the history figures on the 256 MiB bigmem guest (about a minute)")
+    ap.add_argument("--n", type=int, metavar="N",
+                    help="iterations for the kernel workloads (kernel command line n=N; "
+                         "default: each kernel's own); the flat workloads are fixed")
     args = ap.parse_args(argv)
+    if args.n is not None and args.n < 1:
+        ap.error("--n must be at least 1")
+    cmdline = "" if args.n is None else f"n={args.n}"
     chosen = [w for w in W.ALL + K.ALL if not args.workload or w.name in args.workload]
     out = {}
     for w in chosen:
         kernel = isinstance(w, K.KernelWorkload)
-        ours = K.run_bare(w) if kernel else run_tvmm(w)
-        # unicorn for the kernel workloads: not done yet (unicorn_ref.py loads no ELF)
-        ref = None if args.no_unicorn or kernel else run_unicorn(w, ours["instructions"])
-        guest = None if args.no_guest else (K.run_guest(w) if kernel else run_guest(w))
+        ours = K.run_bare(w, cmdline) if kernel else run_tvmm(w)
+        ref = None if args.no_unicorn else (run_unicorn_kernel(w, ours["instructions"], cmdline) if kernel
+                                            else run_unicorn(w, ours["instructions"]))
+        guest = None if args.no_guest else (K.run_guest(w, cmdline) if kernel else run_guest(w))
         out[w.name] = {"mips": round(ours["mips"], 3), "instructions": ours["instructions"],
                        "seconds": round(ours["seconds"], 3),
                        "unicorn_mips": None if ref is None else round(ref["mips"], 3),
                        "guest_mips": None if guest is None else round(guest["mips"], 3),
                        "guest_exits_per_minsn": None if guest is None else guest["exits_per_minsn"],
                        "guest_ratio": None if guest is None else round(guest["mips"] / ours["mips"], 3)}
+        if kernel:
+            # bench_result, as computed here, as a guest and by unicorn: they must agree
+            results = {"bare": ours["result"]}
+            if guest is not None:
+                results["guest"] = guest["result"]
+            if ref is not None:
+                results["unicorn"] = ref["result"]
+            out[w.name]["result"] = ours["result"]
+            if len(set(results.values())) > 1:
+                out[w.name]["result_mismatch"] = results
+                print(f"tvmm bench: {w.name}: bench_result differs: "
+                      + ", ".join(f"{k} {v:#x}" for k, v in results.items()), file=sys.stderr, flush=True)
         if not args.json:
             u = "n/a" if ref is None else f"{ref['mips']:.1f}"
             line = (f"{w.name:18} {ours['mips']:7.2f} MIPS  ({ours['instructions']:,} insns in "
