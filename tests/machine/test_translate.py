@@ -113,3 +113,36 @@ def test_debugger_breakpoints_slow_down_only_their_own_page():
     m.cpu.skip_bp_once = True
     stop = m.run(100_000)
     assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x1001 and m.cpu.regs[3] == 1
+
+
+def test_conditional_branches_inside_a_trace_leave_by_side_exits():
+    # 1: test ecx,1 ; jz 2f ; add eax,3 ; jmp 3f ; 2: add ebx,5 ; 3: dec ecx ; jnz 1b ; hlt
+    code = bytes.fromhex("f7c101000000" "7405" "83c003" "eb03" "83c305" "49" "75ed" "f4")
+    for n in (1, 2, 7, 100, 1001):
+        (regs, *_), m = both(code, regs={1: n})
+        assert regs[0] == 3 * ((n + 1) // 2) and regs[3] == 5 * (n // 2)
+    units = [b for b in m.cpu.blocks.values() if b.fn is not None]
+    assert any(len(b.trace) > len(b.insns) for b in units)    # a unit went on past a Jcc
+
+
+def test_translation_backs_off_on_a_page_whose_code_stores_keep_dropping(monkeypatch):
+    # a hot loop (inc eax ; dec ecx ; jnz ; hlt) whose page also holds data
+    # written between runs, as small user programs have: each write drops the
+    # translation, and each time the loop must run twice as often to be
+    # translated again, so 30 rounds of 1000 iterations compile it far fewer times
+    import tvmm.machine.cpu as cpu_mod
+    code = bytes([0x40, 0x49, 0x75, 0xFC, 0xF4])
+    calls = []
+    real = cpu_mod.translate_block
+    monkeypatch.setattr(cpu_mod, "translate_block", lambda *a: calls.append(1) or real(*a))
+    m = Machine()
+    m.write(CODE, code)
+    for r in range(30):
+        m.flat32(CODE, esp=0x9000)
+        m.cpu.regs[0], m.cpu.regs[1] = 0, 1000
+        m.cpu.halted = False
+        m.cpu._refresh()
+        assert m.run(100_000).kind == StopKind.HALTED and m.cpu.regs[0] == 1000
+        m.cpu.wr32(CODE + 0x800, r)                              # data on the code's page
+    assert 5 <= len(calls) <= 10
+    assert m.cpu._thrash[CODE >> 12] == len(calls)

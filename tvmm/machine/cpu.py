@@ -57,6 +57,9 @@ MAX_BLOCK = 32
 # starts over: code that runs once through fresh memory (a guest gone wild in
 # zero-filled RAM) must not grow tvmm without bound (issue 15).
 MAX_CACHED_INSNS = 1 << 16
+# Translation backs off on a page whose translations stores keep dropping, up
+# to HOT << MAX_THRASH executions (see ``CPU._thrash``).
+MAX_THRASH = 10
 # EFLAGS bits software may change (no VM: virtual-8086 mode is not modelled).
 EFLAGS_WRITABLE = 0x00000FD5 | TF | IF | DF | IOPL | NT | RF | AC | ID
 
@@ -127,6 +130,11 @@ class CPU:
         self.vapic_reads = 0
         self.blocks: dict[int, list] = {}
         self._page_blocks: dict[int, list[int]] = {}
+        # Frames whose translated code stores have dropped, and how often:
+        # code sharing a page with data a program writes (small user
+        # programs) would otherwise be recompiled after every store; each
+        # time, blocks there must run twice as often before translation.
+        self._thrash: dict[int, int] = {}
         self._running: list | None = None          # the block being executed
         self._running_key = -1
         self._cur_block = None                     # the translated block running, if any
@@ -623,11 +631,16 @@ class CPU:
 
     def _invalidate_code_page(self, pfn: int) -> None:
         more = []
+        translated = False
         for key in self._page_blocks.pop(pfn, ()):
             b = self.blocks.pop(key, None)
+            if b is not None and b.fn is not None:
+                translated = True
             if b is not None and len(b.pfns) > 1:
                 # a unit spanning pages: blocks on its first page may link to it
                 more.extend(p for p in b.pfns if p != pfn)
+        if translated:
+            self._thrash[pfn] = min(self._thrash.get(pfn, 0) + 1, MAX_THRASH)
         cur = self._cur_block
         if pfn == self._running_pfn or (self._running is None and cur is not None and pfn in cur.pfns):
             # Self-modifying code: end the running block after this store.
@@ -800,7 +813,8 @@ class CPU:
                 fn = block.fn
                 if fn is None:
                     block.hits += 1
-                    if block.hits >= self.hot and self.translate_blocks:
+                    if block.hits >= self.hot and self.translate_blocks \
+                            and block.hits >= self.hot << self._thrash.get(pa >> 12, 0):
                         fn = block.fn = self._translate(block, key, lin, pa)
                 elif block.flat and not self.flat:
                     fn = block.fn = self._translate(block, key, lin, pa)  # now for any segments
