@@ -5,12 +5,15 @@ The interpreter runs a block as ``for insn: cpu.eip = insn.next;
 insn.fn(cpu, insn)``.  Once a block has run ``HOT`` times, ``translate_block``
 writes Python source for it and compiles it:
 
-- **Superblocks.** The translated unit starts with the hot block and goes on
-  through the blocks it reaches unconditionally: the target of a direct
-  ``JMP``/``CALL`` and, after a ``CALL`` in the unit, the return address of
-  the matching ``RET`` (guarded: a popped value that differs leaves the unit
-  there).  Only blocks already decoded and cached are followed, a block at
-  most once, up to ``MAX_TRACE`` instructions.  A unit may span linear pages:
+- **Traces.** The translated unit starts with the hot block and goes on
+  through the blocks it reaches: the target of a direct ``JMP``/``CALL``;
+  after a ``CALL`` in the unit, the return address of the matching ``RET``
+  (guarded: a popped value that differs leaves the unit there); the
+  fall-through of ``CLI``; and the side of a conditional branch whose block
+  has run more often so far (``Block.hits``), the other side being a *side
+  exit* that leaves the unit like any other end.  Only blocks already
+  decoded and cached are followed, a block at most once, up to
+  ``MAX_TRACE`` instructions.  A unit may span linear pages:
   entering a page other than the first checks that the read TLB still maps
   it to the physical page the code was decoded from (``tlb_r[vpn] == delta``)
   and leaves the unit otherwise.  The unit is registered under every
@@ -25,9 +28,10 @@ writes Python source for it and compiles it:
   code, non-flat segments) the unit works on ``cpu.regs`` with the decoded
   effective-address closures, which check the limits.
 - Instructions with a source template (the ALU/MOV family, INC/DEC, LEA,
-  shifts by a constant, MOVZX/MOVSX, PUSH/POP/CALL/RET/LEAVE in flat mode, and
-  branches) are inlined; every other instruction becomes a direct call of its
-  handler, exactly as the interpreter would make it.
+  shifts by a constant, XCHG of registers, branches; in flat mode also
+  MOVZX/MOVSX, PUSH/POP/CALL/RET/LEAVE/PUSH imm/PUSHF, MOV moffs, and INC,
+  DEC and XCHG on memory) are inlined; every other instruction becomes a
+  direct call of its handler, exactly as the interpreter would make it.
 - A lazy-flag record is dropped when a later instruction of the unit
   overwrites the flags before anything can read them, including a fault
   handler, so no instruction that can fault may sit in between.  A
@@ -40,7 +44,8 @@ Contract with the run loop (``CPU._run``):
   (``block.n``) and no single-stepping is in force.
 - Before every handler call and every slow-path memory access ``cpu.eip`` is
   that instruction's ``next`` (so ``CPU.insn_time`` finds it in
-  ``block.trace``, which holds no instruction twice).  On a ``CpuFault`` the
+  ``block.trace``, which holds no instruction twice); in flat mode the slow
+  paths (``_rd_at``/``_wr_at``) set it, so inline fast paths never store it.  On a ``CpuFault`` the
   function itself writes the registers back, points ``cpu.eip`` at the
   faulting instruction, adds the instructions retired before it to
   ``cpu.icount`` and re-raises: the loop only delivers the fault.
