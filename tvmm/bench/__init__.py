@@ -122,15 +122,15 @@ def main(argv: list[str]) -> int:
                     help="skip the history figures on the 256 MiB bigmem guest (about a minute)")
     ap.add_argument("--n", type=int, metavar="N",
                     help="iterations for the kernel workloads (kernel command line n=N; "
-                         "default: each kernel's own); the flat workloads are fixed")
+                         "default: each workload's bench_n, about two seconds); the flat workloads are fixed")
     args = ap.parse_args(argv)
     if args.n is not None and args.n < 1:
         ap.error("--n must be at least 1")
-    cmdline = "" if args.n is None else f"n={args.n}"
     chosen = [w for w in W.ALL + K.ALL if not args.workload or w.name in args.workload]
     out = {}
     for w in chosen:
         kernel = isinstance(w, K.KernelWorkload)
+        cmdline = f"n={args.n if args.n is not None else w.bench_n}" if kernel else ""
         ours = K.run_bare(w, cmdline) if kernel else run_tvmm(w)
         ref = None if args.no_unicorn else (run_unicorn_kernel(w, ours["instructions"], cmdline) if kernel
                                             else run_unicorn(w, ours["instructions"]))

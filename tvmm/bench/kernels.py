@@ -30,6 +30,10 @@ class KernelWorkload:
     elf: str                    # file name in samples/build
     note: str
     unicorn: bool = True        # unicorn can run it (no IDT delivery needed)
+    # Iterations `tvmm bench` runs (kernel command line n=N): about two
+    # seconds, so that one-time costs (translating the hot code, and code a
+    # guest's quanta cut in odd places) do not dominate the figure.
+    bench_n: int = 0
 
     @property
     def path(self):
@@ -38,16 +42,19 @@ class KernelWorkload:
 
 ALL = [
     KernelWorkload("lock", "kbench-lock.elf",
-                   "xv6 acquire/release: pushcli/popcli, mycpu() reading the local APIC ID, xchg"),
+                   "xv6 acquire/release: pushcli/popcli, mycpu() reading the local APIC ID, xchg",
+                   bench_n=16000),
     KernelWorkload("mappages", "kbench-mappages.elf",
-                   "xv6 setupkvm: walkpgdir/mappages of 224 MiB with 4 KiB pages, kalloc+memset, freevm"),
+                   "xv6 setupkvm: walkpgdir/mappages of 224 MiB with 4 KiB pages, kalloc+memset, freevm",
+                   bench_n=8),
     KernelWorkload("fork", "kbench-fork.elf",
-                   "xv6 copyuvm of 64 pages (byte memmove), then freevm"),
+                   "xv6 copyuvm of 64 pages (byte memmove), then freevm", bench_n=6),
     KernelWorkload("syscall", "kbench-syscall.elf",
                    "ring-3 int $64 through a DPL-3 trap gate, alltraps, C dispatcher, iret",
-                   unicorn=False),
-    KernelWorkload("calls-O2", "kbench-calls-O2.elf", "call-heavy C (hash, list, strings, fib), -O2"),
-    KernelWorkload("calls-O0", "kbench-calls-O0.elf", "the same C at -O0"),
+                   unicorn=False, bench_n=20000),
+    KernelWorkload("calls-O2", "kbench-calls-O2.elf", "call-heavy C (hash, list, strings, fib), -O2",
+                   bench_n=400),
+    KernelWorkload("calls-O0", "kbench-calls-O0.elf", "the same C at -O0", bench_n=250),
 ]
 
 
