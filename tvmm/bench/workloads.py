@@ -36,7 +36,7 @@ class Workload:
 INT_LOOP = Workload(
     "int-loop-paged",
     bytes.fromhex("89f78b0601c8355a5a5a5a890683c60481e6ff3f000009fe4975e7f4"),
-    {"ecx": 400_000, "esi": BUF},
+    {"ecx": 2_000_000, "esi": BUF},
     paging=True,
     iterations_note="""
         mov edi, esi
@@ -48,7 +48,7 @@ INT_LOOP = Workload(
 MEMCPY = Workload(
     "memcpy-rep-movs",
     bytes.fromhex("5657b900400000fcf3a55f5e4b75f1f4"),
-    {"ebx": 2000, "esi": BUF, "edi": BUF + 0x10000},
+    {"ebx": 20000, "esi": BUF, "edi": BUF + 0x10000},
     paging=True,
     iterations_note="""
     1:  push esi ; push edi ; mov ecx, 16384 ; cld ; rep movsd
@@ -58,7 +58,7 @@ MEMCPY = Workload(
 CALL_RET = Workload(
     "call-ret",
     bytes.fromhex("51e805000000594975f6f45589e58b4508e8020000005dc38d0440c3"),
-    {"ecx": 100_000},
+    {"ecx": 500_000},
     paging=True,
     iterations_note="""
     1:  push ecx ; call f ; pop ecx ; dec ecx ; jnz 1b ; hlt
