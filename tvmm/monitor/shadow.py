@@ -55,6 +55,8 @@ Invariants:
 
 from __future__ import annotations
 
+import struct
+
 from ..machine import mmu
 from ..machine.consts import CR0_PG, PF_U, PF_VEC, PF_W, PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
 from ..machine.errors import CpuFault
@@ -62,6 +64,8 @@ from .guestmem import GuestPhysicalMemory
 
 PAGE = 4096
 PREFETCH = 8           # neighbours on each side filled with a hidden fault
+# Unpackers of n + 1 little-endian page-table entries (n < 2 * PREFETCH + 1).
+_PTES = [struct.Struct(f"<{n + 1}I").unpack for n in range(2 * PREFETCH + 1)]
 FLOOD_LIMIT = 16       # writes to a watched guest table with no fill using it: stop shadowing it
 
 
@@ -483,6 +487,11 @@ class ShadowMmu:
         filled = cpu.shadow_root.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
         ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
+        # entries the guest has used (P and A set), other than this one and those already filled
+        todo = [lo + k for k, e in enumerate(_PTES[hi - lo](ptes))
+                if e & (PTE_P | PTE_A) == PTE_P | PTE_A and lo + k != pti and lo + k not in filled]
+        if not todo:
+            return                                     # e.g. a first touch of fresh memory
         cr0, cr3, cr4, a20 = state.vcr0, state.vcr3, state.vcr4, state.a20
         pde_pa = (cr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC)
         pde = gmem.read(pde_pa, 4)
@@ -495,12 +504,7 @@ class ShadowMmu:
             return int.from_bytes(ptes[off:off + 4], "little")
 
         region = gva & 0xFFC00000
-        for i in range(lo, hi + 1):
-            if i == pti or i in filled:
-                continue
-            off = (i - lo) * 4
-            if int.from_bytes(ptes[off:off + 4], "little") & (PTE_P | PTE_A) != PTE_P | PTE_A:
-                continue                               # not used by the guest yet
+        for i in todo:
             lin = region | (i << 12)
             w = mmu.translate_entries(read, cr0, cr3, cr4, lin, False, False, a20)
             if w.frame is None or gmem.hpa_page(w.frame >> 12) is None:
