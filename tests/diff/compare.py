@@ -63,6 +63,7 @@ def differences(snippet: Snippet, ours, ref) -> list[str]:
                 out.append(f"{name}: tvmm {int(bool(fa & bit))} != unicorn {int(bool(fb & bit))}")
         out.append(f"  (eflags tvmm {ours.regs['eflags']:#x}, unicorn {ref.regs['eflags']:#x}, "
                    f"compared mask {mask:#x})")
+    out += fpu_differences(snippet, ours.extra.get("fpu"), ref.extra.get("fpu"))
     for name, base, a, b in (("data", DATA_BASE, ours.data, ref.data), ("stack", STACK_BASE, ours.stack, ref.stack)):
         if a != b:
             diffs = [i for i in range(len(a)) if a[i] != b[i]]
@@ -70,6 +71,53 @@ def differences(snippet: Snippet, ours, ref) -> list[str]:
             more = f" (+{len(diffs) - 12} more)" if len(diffs) > 12 else ""
             out.append(f"{name} page: {len(diffs)} byte(s) differ: {shown}{more}")
     return out
+
+
+def fpu_differences(snippet: Snippet, a: dict | None, b: dict | None) -> list[str]:
+    """x87 state, for snippets that ask for it (``snippet.fpu_compare``): FCW,
+    FSW under ``snippet.sw_mask`` (condition codes the SDM leaves undefined
+    cleared), the tag word, and every non-empty physical register as 80 bits
+    (or, for a register in ``snippet.approx``, within ``snippet.approx_ulps``
+    units in the last place: unicorn computes transcendentals in host double
+    precision).  Normal values only: the J bit is implied by the ordinal."""
+    if not getattr(snippet, "fpu_compare", False) or a is None or b is None:
+        return []
+    out = []
+    if a["cw"] != b["cw"]:
+        out.append(f"fcw: tvmm {a['cw']:#06x} != unicorn {b['cw']:#06x}")
+    m = snippet.sw_mask
+    if (a["sw"] ^ b["sw"]) & m:
+        out.append(f"fsw: tvmm {a['sw']:#06x} != unicorn {b['sw']:#06x} (compared mask {m:#06x})")
+    def empties(t):
+        return [(t >> (2 * i)) & 3 == 3 for i in range(8)]
+    low64 = getattr(snippet, "mmx_low64", False)
+    if (empties(a["tag"]) != empties(b["tag"])) if low64 else a["tag"] != b["tag"]:
+        out.append(f"ftw: tvmm {a['tag']:#06x} != unicorn {b['tag']:#06x}")
+    approx = getattr(snippet, "approx", {})
+    for i in range(8):
+        if (a["tag"] >> (2 * i)) & 3 == 3:
+            continue
+        ra, rb = a["regs"][i], b["regs"][i]
+        if low64:                       # unicorn leaves bits 64-79 (see gen_x87); tags: empty or not
+            ra, rb = ra & ((1 << 64) - 1), rb & ((1 << 64) - 1)
+        if ra == rb:
+            continue
+        ulps = approx.get(i)
+        if ulps is not None and _close(ra, rb, ulps):
+            continue
+        out.append(f"R{i}: tvmm {ra:#022x} != unicorn {rb:#022x}")
+    return out
+
+
+def _close(a: int, b: int, ulps: int) -> bool:
+    """Two finite 80-bit values of the same sign within ``ulps`` of 2^-63
+    relative (their patterns are ordered like their magnitudes)."""
+    if (a ^ b) >> 79 or (a >> 64) & 0x7FFF == 0x7FFF or (b >> 64) & 0x7FFF == 0x7FFF:
+        return False
+
+    def ordinal(x):                      # consecutive values -> consecutive integers
+        return (((x >> 64) & 0x7FFF) << 63) | (x & ((1 << 63) - 1))
+    return abs(ordinal(a) - ordinal(b)) <= ulps
 
 
 def _run_ours(snippet):

@@ -183,4 +183,16 @@ def run_unicorn(snippet: Snippet) -> Outcome:
                    data=bytes(uc.mem_read(DATA_BASE, PAGE)),
                    stack=bytes(uc.mem_read(STACK_BASE, PAGE)),
                    exception=vector,
-                   extra={"engine": "unicorn"})
+                   extra={"engine": "unicorn", "fpu": fpu_state(uc)})
+
+
+def fpu_state(uc: Uc) -> dict:
+    """The x87 state: physical registers R0-R7 as 80-bit ints (unicorn's
+    FP0..FP7 read as (significand, sign|exponent)), FCW, FSW (TOP included)
+    and the full tag word."""
+    regs = []
+    for i in range(8):
+        sig, se = uc.reg_read(ux.UC_X86_REG_FP0 + i)
+        regs.append(((se & 0xFFFF) << 64) | (sig & ((1 << 64) - 1)))
+    return {"regs": regs, "cw": uc.reg_read(ux.UC_X86_REG_FPCW) & 0xFFFF,
+            "sw": uc.reg_read(ux.UC_X86_REG_FPSW) & 0xFFFF, "tag": uc.reg_read(ux.UC_X86_REG_FPTAG) & 0xFFFF}

@@ -16,8 +16,8 @@ def run_ours(snippet: Snippet) -> Outcome:
     on first use); the two must agree exactly, and that outcome is returned."""
     interpreted = _run(snippet, translate=False)
     translated = _run(snippet, translate=True)
-    if (interpreted.regs, interpreted.data, interpreted.stack, interpreted.exception) != \
-            (translated.regs, translated.data, translated.stack, translated.exception):
+    if (interpreted.regs, interpreted.data, interpreted.stack, interpreted.exception, interpreted.extra["fpu"]) != \
+            (translated.regs, translated.data, translated.stack, translated.exception, translated.extra["fpu"]):
         diff = {k: (hex(interpreted.regs[k]), hex(translated.regs[k]))
                 for k in interpreted.regs if interpreted.regs[k] != translated.regs[k]}
         raise AssertionError(f"tvmm interpreted and translated runs differ: regs {diff}, "
@@ -58,5 +58,8 @@ def _run(snippet: Snippet, translate: bool) -> Outcome:
     regs = {n: cpu.regs[i] for i, n in enumerate(GPRS)}
     regs["eip"] = end if (stop.kind == StopKind.HALTED and cpu.eip == end + 1) else cpu.eip
     regs["eflags"] = cpu.get_eflags()
+    f = cpu.fpu
+    fpu = {"regs": list(f.regs), "cw": f.cw, "sw": f.status(), "tag": f.tag_word()}
     return Outcome(regs=regs, data=mem.read_bytes(DATA_BASE, PAGE), stack=mem.read_bytes(STACK_BASE, PAGE),
-                   exception=caught[0] if caught else None, extra={"stop": str(stop), "icount": cpu.icount})
+                   exception=caught[0] if caught else None,
+                   extra={"stop": str(stop), "icount": cpu.icount, "fpu": fpu})

@@ -24,7 +24,7 @@ from tvmm.machine.boot_state import enter_flat32, enter_real
 from tvmm.machine.consts import (CS, DS, ES, FS, GS, IF, MSR_SYSENTER_CS, MSR_SYSENTER_EIP, MSR_SYSENTER_ESP,
                                  NT, SS_SEG)
 
-GP, SS, NP, BR, UD = 13, 12, 11, 5, 6
+GP, SS, NP, BR, UD, TS = 13, 12, 11, 5, 6, 10
 
 
 # ===================================================================== helpers
@@ -610,8 +610,8 @@ def test_far_call_privilege_rules_for_code_segments():
     (0x200, (GP, 0x200)),                  # beyond the GDT limit
     (K_DATA, (GP, K_DATA)),                # a data segment
     (CODE_NP, (NP, CODE_NP)),              # not present
-    (TSS_SEL, (GP, TSS_SEL)),              # task switch: not modelled
-    (TASK_GATE, (GP, TASK_GATE)),          # task gate: not modelled
+    (TSS_SEL, (GP, TSS_SEL)),              # the running task's TSS is busy
+    (TASK_GATE, (GP, TSS_SEL)),            # a task gate to it: #GP(the TSS's selector)
     (K_CODE | 3, (GP, K_CODE)),            # RPL > CPL? (CPL 0: RPL 3 > 0)
 ], ids=["null", "limit", "data", "np", "tss", "taskgate", "rpl"])
 def test_far_jmp_faults(sel, expect):
@@ -843,14 +843,17 @@ def test_iret_16_bit_same_privilege():
     assert m.cpu.get_eflags() == 0x40000 | 0x0ED7 and not m.cpu.slow  # TF not in 0x0ED7
 
 
-def test_iret_with_nt_or_to_vm86_is_gp():
+def test_iret_with_nt_or_to_vm86_past_the_16_bit_limit_faults():
+    """NT: a task return; VM set in the image at CPL 0: a return to VM86
+    (tests/machine/test_vm86.py), #GP(0) here because EIP is past 0xFFFF."""
     m = PM()
     m.write(STACK0 - 12, d32(CODE0) + d32(K_CODE) + d32(0x2))
     m.write(CODE0, b"\xcf")
     m.cpu.regs[4] = STACK0 - 12
     m.cpu.set_eflags(NT)
     m.run(1)
-    assert m.faults() == [(GP, 0)] and m.cpu.regs[4] == STACK0 - 12
+    # a task return (tasks.py): the back link (0 here) is no busy TSS
+    assert m.faults() == [(TS, 0)] and m.cpu.regs[4] == STACK0 - 12
     m = PM()
     m.write(STACK0 - 12, d32(CODE0) + d32(K_CODE) + d32(0x20002))
     m.write(CODE0, b"\xcf")

@@ -9,13 +9,17 @@ from hypothesis import given, settings, strategies as st
 import tvmm.machine  # noqa: F401  (registers handlers)
 from tvmm.machine import registry
 from tvmm.machine.decoder import NeedBytes, decode
-from tvmm.machine.optable import GROUPS, ONE_BYTE, TWO_BYTE
+from tvmm.machine.optable import GROUPS, ONE_BYTE, TWO_BYTE, X87
 
 
 def _specs():
     for table in (ONE_BYTE, TWO_BYTE):
         for op, (mnem, spec, _flags) in table.items():
-            if mnem.startswith("GRP"):
+            if mnem == "ESC":                      # x87: the rows of optable.X87 for this opcode
+                for key, (xm, xspec, _) in X87.items():
+                    if key[0] == op:
+                        yield op, xm, xspec
+            elif mnem.startswith("GRP"):
                 for row in GROUPS[mnem]:
                     if row is None:
                         continue
@@ -35,6 +39,22 @@ def test_every_table_row_has_a_handler(op, mnem, spec):
     for v in sizes.values():
         for f in (v if isinstance(v, tuple) else (v,)):
             assert callable(f)
+
+
+def test_every_x87_modrm_decodes_to_a_handler_or_ud():
+    """All 8 x 256 escape ModRM bytes: a registered handler, or #UD for the
+    holes: 92 register forms (D9 D1-D7 E2 E3 E6 E7 EF, DA E0-E8 EA-FF, DB
+    E5-E7 F8-FF, DD F0-FF, DE D8 DA-DF, DF E1-E7 F8-FF) and 7 memory forms
+    x 24 ModRM bytes (D9 /1, DB /4 /6, DD /5 and FISTTP DB/DD/DF /1)."""
+    n_ud = 0
+    for op in range(0xD8, 0xE0):
+        for modrm in range(256):
+            d = decode(bytes([op, modrm]) + bytes(8), 0, True)
+            assert d.fn is not registry._unimplemented, (hex(op), hex(modrm))
+            n_ud += d.fn is registry.raise_ud
+    assert decode(b"\xdb\x08" + bytes(8), 0, True).fn is registry.raise_ud          # FISTTP m32int: SSE3
+    assert decode(b"\xd9\xd1" + bytes(8), 0, True).fn is registry.raise_ud
+    assert n_ud == 92 + 7 * 24
 
 
 def test_undefined_opcodes_decode_to_ud_not_an_error():

@@ -67,7 +67,12 @@ CASES = [
     ("#BR bound", bytes.fromhex("b805000000" "c705002000000c000000" "c7050420000030000000" "620500200000"),
      5, None, 25),
     ("#UD ud2", bytes.fromhex("900f0b"), 6, None, 1),
-    ("#NM x87", bytes.fromhex("d9e8"), 7, None, 0),
+    # mov eax,cr0; or eax,8 (TS); mov cr0,eax; fld1 -> #NM
+    ("#NM x87", bytes.fromhex("0f20c0" "83c808" "0f22c0" "d9e8"), 7, None, 9),
+    # CR0.NE; fninit; fldcw 0x37B (ZE unmasked, via the stack); fld1; fldz; fdivp; fwait -> #MF at the
+    # fwait, no error code
+    ("#MF x87", bytes.fromhex("0f20c0" "83c820" "0f22c0" "dbe3" "687b030000" "d92c24" "58" "d9e8" "d9ee" "def9" "9b"),
+     16, None, 26),
     ("#NP segment not present", bytes.fromhex("b8180000008ed8"), 11, 0x18, 5),
     ("#GP selector past the GDT limit", bytes.fromhex("b8480000008ed8"), 13, 0x48, 5),
     ("#GP(0) access through a null segment", bytes.fromhex("31c08ee0640f0118"), 13, 0, 4),  # fs=0; lidt fs:[eax]

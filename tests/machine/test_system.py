@@ -732,7 +732,7 @@ def test_sysenter_and_apic_base_msrs():
 
 
 @pytest.mark.parametrize("insn", [b"\x0f\x32", b"\x0f\x30"])
-@pytest.mark.parametrize("msr", [0x11, 0x1A, 0x177, 0xC0000080, 0x8B])
+@pytest.mark.parametrize("msr", [0x11, 0x1A, 0x177, 0xC0000080, 0xFE])  # 0x8B exists now
 def test_unknown_msr_is_gp(insn, msr):
     m = Sys()
     m.cpu.regs[EAX] = m.cpu.regs[EDX] = 0x1234
@@ -753,18 +753,18 @@ def _cpuid(leaf: int, hypervisor: bool = False, apic_id=None):
     return r[EAX], r[EBX], r[ECX], r[EDX]
 
 
-def test_cpuid_leaf0_is_genuine_intel_with_max_leaf_1():
+def test_cpuid_leaf0_is_genuine_intel_with_max_leaf_2():
     eax, ebx, ecx, edx = _cpuid(0)
-    assert eax == 1
+    assert eax == 2
     assert struct.pack("<III", ebx, edx, ecx) == b"GenuineIntel"
 
 
 def test_cpuid_leaf1_advertises_only_what_is_implemented():
     eax, ebx, ecx, edx = _cpuid(1)
-    assert eax == 0x611 and ebx == 0 and ecx == 0
-    for bit in (2, 3, 4, 5, 8, 9, 11, 13, 15):        # DE PSE TSC MSR CX8 APIC SEP PGE CMOV
+    assert eax == 0x652 and ebx == 0 and ecx == 0          # Pentium II (family 6, model 5)
+    for bit in (0, 2, 3, 4, 5, 8, 9, 11, 13, 15, 23, 24):   # FPU DE PSE TSC MSR CX8 APIC SEP PGE CMOV MMX FXSR
         assert edx >> bit & 1, bit
-    for bit in (0, 1, 6, 7, 12, 14, 16, 17, 23, 24, 25, 26):   # FPU VME PAE MCE MTRR MCA PAT PSE36 MMX FXSR SSE SSE2
+    for bit in (1, 6, 7, 12, 14, 16, 17, 25, 26):   # VME PAE MCE MTRR MCA PAT PSE36 SSE SSE2
         assert not edx >> bit & 1, bit
 
 
@@ -774,16 +774,24 @@ def test_cpuid_hypervisor_bit_and_apic_id():
     assert _cpuid(1, apic_id=3)[1] == 3 << 24
 
 
-@pytest.mark.parametrize("leaf", [2, 3, 0x40000000, 0x80000000, 0xFFFFFFFF])
+def test_cpuid_leaf2_gives_the_pentium_pro_descriptors():
+    assert _cpuid(2) == (0x03020101, 0, 0, 0x0C040843)
+
+
+@pytest.mark.parametrize("leaf", [3, 0x40000000, 0x80000000, 0xFFFFFFFF])
 def test_cpuid_unknown_leaves_return_the_highest_basic_leaf(leaf):
-    assert _cpuid(leaf) == _cpuid(1)
+    assert _cpuid(leaf) == _cpuid(2)
 
 
 # ========================================================= x87, WAIT, UD2
 @pytest.mark.parametrize("code", [b"\xd9\xc0", b"\xdd\x05" + d32(0xFFFFFFF0), b"\xdf\xe0", b"\xd8\x00"])
-def test_x87_escape_is_nm(code):
+def test_x87_escape_is_nm_with_cr0_em(code):
+    """With CR0.EM every escape is #NM (the memory operand is not touched;
+    tests/machine/test_x87.py has the FPU itself)."""
     m = Sys()
-    m.go(code + HLT)
+    m.start(code + HLT)
+    m.cpu.set_cr0(m.cpu.cr0 | 4)                              # CR0.EM
+    m.run(10)
     assert m.events == [(NM, None, CODE)]
 
 

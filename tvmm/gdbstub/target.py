@@ -105,7 +105,7 @@ class GuestTarget:
         elif n < 16:
             v = cpu.seg_sel[SEG_ORDER[n - 10]]
         elif name in X87:
-            return bytes(SIZES[name])           # no FPU: reads as zero
+            return _x87_value(cpu.fpu, name)
         else:
             v = {"cr0": lambda: cpu.guest_cr(0), "cr2": lambda: cpu.guest_cr(2), "cr3": lambda: cpu.guest_cr(3),
                  "cr4": lambda: cpu.guest_cr(4), "gdtr_base": lambda: cpu.gdtr_base,
@@ -120,9 +120,9 @@ class GuestTarget:
             raise TargetError("bad register write")
         name = ALL[n]
         if name in X87:
-            if any(data):
-                raise TargetError("no FPU")
-            return None
+            if _x87_value(self.cpu.fpu, name) == data:
+                return None                         # gdb writes back what it read
+            return "reg", self._vcpu_field({"name": name, "value": int.from_bytes(data, "little")})
         if name in READ_ONLY:
             raise TargetError(f"{name} is read-only here")
         v = struct.unpack("<I", data)[0]
@@ -167,7 +167,7 @@ class GuestTarget:
                 break
             chunk = data[pos:pos + size]
             pos += size
-            if n < len(CORE) and self.read_register(n) == chunk:
+            if self.read_register(n) == chunk:
                 continue
             item = self._input_for(n, chunk)
             if item is not None:
@@ -332,3 +332,14 @@ def stop_signal(stop: Stop | None) -> int:
     if stop.kind in (StopKind.SHUTDOWN, StopKind.ERROR):
         return 11                                # SIGSEGV: the guest died
     return 5                                     # SIGTRAP
+
+
+def _x87_value(f, name: str) -> bytes:
+    """gdb's view of the x87 (its i386 layout): ST(i) stack-relative, 80 bits;
+    fstat with TOP; ftag the full two-bit tag word (as FNSTENV stores it);
+    fiseg:fioff = FCS:FIP, foseg:fooff = FDS:FDP, fop the 11-bit opcode."""
+    if name.startswith("st"):
+        return f.st(int(name[2])).to_bytes(10, "little")
+    v = {"fctrl": f.cw, "fstat": f.status(), "ftag": f.tag_word(), "fiseg": f.fcs, "fioff": f.fip,
+         "foseg": f.fds, "fooff": f.fdp, "fop": f.fop}[name]
+    return struct.pack("<I", v & M32)

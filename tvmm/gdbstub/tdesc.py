@@ -2,7 +2,8 @@
 
 gdb's i386 support requires the feature ``org.gnu.gdb.i386.core`` with all
 32 core registers (16 integer registers, st0-st7 and the 8 x87 control
-registers) by those names; tvmm has no FPU, so the x87 ones read as zero.
+registers) by those names; the x87 ones are the processor's (``target.py``
+``_x87_value``), and writable.
 ``<osabi>none</osabi>`` avoids a gdb 13 internal error.  The system
 registers (control registers as the guest sees them, descriptor-table
 registers, TR, LDTR and the monitor's real CR3 into the shadow) are a

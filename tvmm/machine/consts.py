@@ -50,7 +50,8 @@ CR4_MCE = 1 << 6
 CR4_PGE = 1 << 7
 CR4_PCE = 1 << 8
 # What this CPU lets software set (PAE, VME, PVI are not implemented and #GP).
-CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_MCE | CR4_PGE | CR4_PCE
+CR4_OSFXSR = 1 << 9             # FXSAVE/FXRSTOR: accepted; without SSE it changes nothing
+CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_MCE | CR4_PGE | CR4_PCE | CR4_OSFXSR
 
 # --- Paging structure entries (SDM vol. 3, 4.3) -----------------------------
 PTE_P = 1 << 0
@@ -75,7 +76,8 @@ PF_I = 1 << 4
 
 # --- Exception vectors (SDM vol. 3, 6.3.1) -----------------------------------
 # (#DF is DF_VEC: the name DF is EFLAGS.DF above.)
-DE, DB, NMI, BP, OF_VEC, BR, UD, NM, DF_VEC, CSO, TS, NP, SS, GP, PF_VEC, MF, AC_VEC, MC = range(18)
+# (vector 15 is reserved: #MF is 16, #AC 17, #MC 18)
+DE, DB, NMI, BP, OF_VEC, BR, UD, NM, DF_VEC, CSO, TS, NP, SS, GP, PF_VEC, VEC15_RESERVED, MF, AC_VEC, MC = range(19)
 EXCEPTION_NAMES = {
     0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint",
     4: "#OF overflow", 5: "#BR bound range", 6: "#UD invalid opcode",
@@ -118,6 +120,11 @@ SYS_TRAPGATE32 = 0xF
 # --- MSRs ------------------------------------------------------------------------
 MSR_TSC = 0x10
 MSR_APIC_BASE = 0x1B
+MSR_BIOS_SIGN_ID = 0x8B        # microcode revision (EDX after CPUID): 0 here
+MSR_PERFCTR0 = 0xC1            # P6 performance counters 0 and 1 (40 bits; RDPMC reads them)
+MSR_PERFCTR1 = 0xC2
+MSR_EVNTSEL0 = 0x186           # ... and their event selects
+MSR_EVNTSEL1 = 0x187
 MSR_SYSENTER_CS = 0x174
 MSR_SYSENTER_ESP = 0x175
 MSR_SYSENTER_EIP = 0x176

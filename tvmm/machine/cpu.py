@@ -33,12 +33,13 @@ import weakref
 
 from . import debug, interrupts, segments
 from .consts import (AC, CR0_PE, CR0_PG, CR4_PGE, CS, DB, DF, DR6_FIXED, EFLAGS_FIXED, GP, ID, IF, IOPL,
-                     M32, MSR_APIC_BASE, NMI, NT, RF, SS, SS_SEG, TF)
+                     M32, MSR_APIC_BASE, NMI, NT, RF, SS, SS_SEG, TF, VM)
 from .decoder import NeedBytes, bind, decode
 from .errors import CpuFault, Shutdown, Stop, StopKind
 from .flags import materialize
 from .mmu import walk
-from .native import NATIVE_OPS
+from .native import CPUID_SIGNATURE, NATIVE_OPS
+from .x87.state import FPU
 from .translate import HOT, Block, translate_block
 from .vmx import MAX_DELIVERY_RETRIES
 
@@ -60,8 +61,11 @@ MAX_CACHED_INSNS = 1 << 16
 # Translation backs off on a page whose translations stores keep dropping, up
 # to HOT << MAX_THRASH executions (see ``CPU._thrash``).
 MAX_THRASH = 10
-# EFLAGS bits software may change (no VM: virtual-8086 mode is not modelled).
-EFLAGS_WRITABLE = 0x00000FD5 | TF | IF | DF | IOPL | NT | RF | AC | ID
+# EFLAGS bits the processor lets anything change.  VM is among them for IRET
+# from CPL 0 and task switches only: POPF's mask (ops/stack.py) and every
+# other IRET mask leave it out, and ``set_eflags`` does unless asked.  VIF and
+# VIP are not: the VME extensions are not modelled.
+EFLAGS_WRITABLE = 0x00000FD5 | TF | IF | DF | IOPL | NT | RF | VM | AC | ID
 
 
 # TLB lists are 4 x 2^20 entries: allocating them costs milliseconds, so the
@@ -153,12 +157,13 @@ class CPU:
         self.index = 0                             # which processor of its machine (APIC ID)
         self.wait_sipi = False                     # an application processor before its STARTUP IPI
         self.nmi_pending = False
+        self.ferr = None                           # FERR# output (an IrqLine: IRQ 13 on a PC), see ops/x87.py
         self.reset()
 
     # ------------------------------------------------------------------ reset
     def reset(self) -> None:
         """Power-on state (SDM vol. 3, table 9-1)."""
-        self.regs = [0, 0, 0x00000611, 0, 0, 0, 0, 0]
+        self.regs = [0, 0, CPUID_SIGNATURE, 0, 0, 0, 0, 0]   # EDX: the processor signature
         self.eip = 0xFFF0
         self.eflags = EFLAGS_FIXED
         self.lf_op = self.lf_a = self.lf_b = self.lf_res = 0
@@ -171,6 +176,7 @@ class CPU:
         self.tr_sel, self.tr_base, self.tr_limit, self.tr_attr = 0, 0, 0xFFFF, 0x8B
         self.msr: dict[int, int] = {MSR_APIC_BASE: 0xFEE00800 | (0x100 if self.index == 0 else 0)}
         self.tsc_offset = 0
+        self.fpu = FPU()              # x87 power-on state (CW 0040H, tags 5555H); init_ipi keeps the old one
         self.protected = False
         self.cpl = 0
         self.seg_sel = [0] * 6
@@ -191,6 +197,8 @@ class CPU:
         self.halted = False
         self.inhibit = False          # interrupt shadow after STI / MOV SS / POP SS
         self.pending_db = 0           # DR6 bits of a debug trap to deliver after this instruction
+        self.nmi_blocked = False      # an NMI was delivered and no IRET has run since
+        self.delivering_nmi = False   # set while the NMI's delivery runs (the monitor logs it apart)
         self.stop_request: Stop | None = None
         self.skip_bp_once = False
         self.a20_mask = M32
@@ -242,8 +250,11 @@ class CPU:
     def get_eflags(self) -> int:
         return materialize(self)
 
-    def set_eflags(self, value: int, mask: int = M32) -> None:
-        """Write EFLAGS bits in ``mask`` (callers apply CPL/IOPL rules first)."""
+    def set_eflags(self, value: int, mask: int = M32 & ~VM) -> None:
+        """Write EFLAGS bits in ``mask`` (callers apply CPL/IOPL rules first).
+        VM changes only when ``mask`` has it (IRET to VM86, task switches);
+        the caller then loads the segment registers for the new mode
+        (``segments.enter_vm86_segments``)."""
         cur = materialize(self)
         mask &= EFLAGS_WRITABLE
         self.eflags = (cur & ~mask) | (value & mask) | EFLAGS_FIXED
@@ -257,20 +268,35 @@ class CPU:
         self.bp_pages = {b >> 12 for b in bps} if bps else _NO_PAGES
         self.slow = bool(self.eflags & TF or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
         self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
-                              or (self.intr and self.eflags & IF) or self.slow or self.nmi_pending
-                              or self.wait_sipi)
+                              or (self.intr and self.eflags & IF) or self.slow
+                              or (self.nmi_pending and not self.nmi_blocked) or self.wait_sipi)
 
     # ------------------------------------------------ interprocessor messages
     def nmi(self) -> None:
-        """An NMI arrives (an IPI or the I/O APIC): taken before the next
-        instruction whatever IF says (NMI blocking is not modelled)."""
+        """An NMI arrives (an IPI, the local APIC's LINT1, the I/O APIC):
+        latched, and taken before the next instruction whatever IF says —
+        unless NMIs are blocked (an NMI handler is running: from the NMI's
+        delivery to the next IRET, SDM vol. 3, 6.7.1), or the instruction
+        boundary is in a MOV SS / STI shadow.  One NMI is latched; more
+        arriving while one is pending are lost, as on hardware."""
         self.nmi_pending = True
-        self.attention = True
+        if not self.nmi_blocked:
+            self.attention = True
+            self.end_block()             # taken right after the instruction that sent it (an ICR store)
+
+    def unblock_nmi(self) -> None:
+        """IRET ends NMI blocking (a latched NMI is then taken)."""
+        self.nmi_blocked = False
+        if self.nmi_pending:
+            self.attention = True
 
     def init_ipi(self) -> None:
         """INIT: the processor is reset (its instruction count kept); an
-        application processor then waits for a STARTUP IPI."""
+        application processor then waits for a STARTUP IPI.  The x87 state
+        is kept (SDM vol. 3, table 9-1: INIT leaves the FPU unchanged)."""
+        fpu = self.fpu
         self.reset()
+        self.fpu = fpu
         self.nmi_pending = False
         self.wait_sipi = self.index != 0
         self._refresh()
@@ -969,10 +995,15 @@ class CPU:
             bits, self.pending_db = self.pending_db, 0
             self.dr[6] = (self.dr[6] & ~0xF) | bits | DR6_FIXED
             self._deliver_event(DB, False)
-        if self.nmi_pending:
+        if self.nmi_pending and not self.nmi_blocked and not self.inhibit:
             self.nmi_pending = False
+            self.nmi_blocked = True              # until the next IRET
             self.halted = False
-            self._deliver_event(NMI, True)
+            self.delivering_nmi = True
+            try:
+                self._deliver_event(NMI, True)
+            finally:
+                self.delivering_nmi = False
         if self.intr and self.eflags & IF and not self.inhibit and self.intr_ack is not None:
             vector = self.intr_ack()
             if vector is not None:

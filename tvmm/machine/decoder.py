@@ -18,7 +18,7 @@ Invariants:
 from __future__ import annotations
 
 from .addressing import absolute, decode_modrm_address
-from .optable import GROUPS, ONE_BYTE, PREFIXES, SEG_PREFIX, STRING_OPS, TWO_BYTE
+from .optable import GROUPS, ONE_BYTE, PREFIXES, SEG_PREFIX, STRING_OPS, TWO_BYTE, x87_row
 from . import registry
 
 MAX_LEN = 15
@@ -74,11 +74,12 @@ class Insn:
 
 
 def _has_modrm(spec: str, _cache: dict = {}) -> bool:
-    """True when an operand is ModRM-encoded: "Eb", "Gv", "M", "Sw", "Cd"...
+    """True when an operand is ModRM-encoded: "Eb", "Gv", "M", "Sw", "Cd",
+    the MMX "Pq"/"Qq"/"Nq"...
     (fixed registers such as "DX", "CL" or "CS" are not)."""
     r = _cache.get(spec)
     if r is None:
-        r = _cache[spec] = any(t[0] in "EGMRSCD" and (len(t) == 1 or t[1].islower())
+        r = _cache[spec] = any(t[0] in "EGMRSCDPQN" and (len(t) == 1 or t[1].islower())
                                for t in spec.split(",") if t)
     return r
 
@@ -162,6 +163,11 @@ def _decode(buf, pos: int, code32: bool) -> Insn:
                 if gm not in ("SMSW", "LMSW"):
                     return _bad(d, buf, start, pos, "UD")
             mnem, spec, flags = gm, gspec, gflags
+        elif mnem == "ESC":                    # x87: the ModRM byte selects the row
+            xrow = x87_row(opcode, modrm)
+            if xrow is None:
+                return _bad(d, buf, start, pos, "UD")
+            mnem, spec, flags = xrow
         if modrm >> 6 == 3 or spec[:1] == "R" or spec.endswith(",Rd"):
             # MOV to/from CRn/DRn ignores mod: the operand is always a register.
             d.rm = modrm & 7
@@ -174,7 +180,7 @@ def _decode(buf, pos: int, code32: bool) -> Insn:
     nimm = 0
     for t in toks:
         k = t[0]
-        if k == "M" and d.rm >= 0:
+        if (k == "M" and d.rm >= 0) or (k == "N" and d.rm < 0):
             return _bad(d, buf, start, pos, "UD")
         if k == "I":
             if t in ("Ib", "Ibs"):

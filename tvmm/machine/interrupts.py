@@ -9,15 +9,26 @@ every stack write has succeeded, so a fault during delivery leaves the
 interrupted context intact for the double-fault rule in
 ``deliver_exception``.
 
-Task gates are not implemented: a task gate in the IDT raises #GP, which a
-guest sees as a fault it can report (documented in docs/ARCHITECTURE.md).
+From virtual-8086 mode (EFLAGS.VM) an event leaves VM86: the gate must lead
+to a non-conforming ring-0 code segment (else #GP(selector)); the ring-0
+stack comes from the TSS and receives GS, FS, DS, ES, then SS, ESP, EFLAGS
+(VM set), CS, EIP and any error code; DS, ES, FS and GS become null and VM
+is cleared with TF, NT and RF (SDM vol. 3, 20.3.1.1).  INT n's IOPL check
+in VM86 is the instruction's (ops/control.py).
+
+A task gate in the IDT switches tasks (``tasks.interrupt``): the new task's
+state is loaded from its TSS, NT set and the back link written, and an
+exception's error code is pushed on the new task's stack; nothing is pushed
+on the interrupted task's stack.  This is how a kernel survives its own
+stack overflow: #DF through a task gate runs on a known-good stack.
 """
 
 from __future__ import annotations
 
-from . import segments
+from . import segments, tasks
 from .consts import (AC, CONTRIBUTORY, CS, DESC_CODE, DESC_CONFORMING, DESC_EXPDOWN, DESC_P, DESC_RW, DESC_S,
-                     DF_VEC, EXCEPTION_NAMES, GP, IF, M32, NP, NT, PF_VEC, RF, SS, SS_SEG, TF, TS, VM)
+                     DF_VEC, DS, ES, EXCEPTION_NAMES, FS, GP, GS, IF, M32, NP, NT, PF_VEC, RF, SS, SS_SEG, TF,
+                     TS, VM)
 from .errors import CpuFault, Shutdown
 from .flags import materialize
 from .vmx import MAX_DELIVERY_RETRIES
@@ -32,14 +43,19 @@ from .vmx import MAX_DELIVERY_RETRIES
 MAX_STALLED_EXCEPTIONS = 1024
 
 GATE_TYPES = {0x6: (2, False), 0x7: (2, True), 0xE: (4, False), 0xF: (4, True)}  # size, trap
+TASK_GATE = 0x5                  # an IDT task gate: the event switches tasks (tasks.py)
 
 
-def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft: bool = False) -> None:
+def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft: bool = False,
+            insn: bool = False) -> None:
     """Transfer control to the handler for ``vector``.
 
     ``return_eip`` is the EIP pushed (the faulting instruction for faults, the
     next one for traps and software interrupts).  ``soft`` marks INT n / INT3 /
-    INTO, which check the gate's DPL against CPL.
+    INTO, which check the gate's DPL against CPL; ``insn`` (implied by
+    ``soft``) marks an event raised by the executing instruction (INT1 too),
+    which matters for a task gate: a fault after its task switch committed is
+    delivered in the new task (tasks.py), not handed back to the instruction.
 
     ``cpu.intercept``, when set, sees every event first and may claim it by
     returning True (the way a VM exit on an exception-bitmap bit does); test
@@ -60,6 +76,13 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
     lo = cpu.sys_read(addr, 4)
     hi = cpu.sys_read(addr + 4, 4)
     gtype = (hi >> 8) & 0x1F
+    if gtype == TASK_GATE:
+        if soft and (hi >> 13) & 3 < cpu.cpl:
+            raise CpuFault(GP, vector * 8 + 2)
+        if not hi & (1 << 15):
+            raise CpuFault(NP, vector * 8 + 2 + ext)
+        tasks.interrupt(cpu, lo, error_code, return_eip, ext, in_insn=soft or insn)
+        return
     gate = GATE_TYPES.get(gtype)
     if gate is None:
         raise CpuFault(GP, vector * 8 + 2 + ext)
@@ -81,6 +104,9 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
         raise CpuFault(GP, err_sel)
     if not cattr & DESC_P:
         raise CpuFault(NP, err_sel)
+    vm86 = cpu.eflags & VM
+    if vm86 and (cattr & DESC_CONFORMING or cdpl != 0):
+        raise CpuFault(GP, err_sel)       # VM86 leaves only for a ring-0 non-conforming handler
     climit = segments.desc_limit(clo, chi)
     if offset > climit:
         raise CpuFault(GP, 0)
@@ -102,6 +128,8 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
         slimit = segments.desc_limit(slo, shi)
         s32 = bool(sattr & segments.ATTR_DB)
         frame = [cpu.seg_sel[SS_SEG], cpu.regs[4], eflags, old_cs, return_eip]
+        if vm86:                          # from VM86: GS FS DS ES go first (SDM vol. 3, 20.3.1.1)
+            frame[:0] = [cpu.seg_sel[s] for s in (GS, FS, DS, ES)]
         if has_err:
             frame.append(error_code)
         sp = new_esp if s32 else new_esp & 0xFFFF
@@ -110,6 +138,10 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
         for v in frame:
             sp = (sp - size) & (M32 if s32 else 0xFFFF)
             cpu.sys_write((sbase + sp) & M32, size, v & ((1 << (8 * size)) - 1))
+        if vm86:
+            cpu.eflags &= ~VM             # protected-mode loads from here on
+            for seg in (ES, DS, FS, GS):
+                segments.set_cache(cpu, seg, 0, 0, 0, 0)
         segments.load_ss(cpu, new_ss, cpl=cdpl)
         cpu.regs[4] = sp if s32 else (new_esp & 0xFFFF0000) | sp
         new_cpl = cdpl

@@ -21,6 +21,8 @@ unconditionally, so each instruction has one code path:
                    while delivering an event): None when it was resolved
                    (the instruction or the delivery restarts), else the
                    fault to deliver
+``task_switch``    a hardware task switch committed (``tasks.py``; its CR3
+                   load went through ``cr_write``): told, nothing to answer
 =================  ==========================================================
 
 CR2 is not behind the interface: it is state the processor itself keeps
@@ -39,22 +41,36 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .consts import GP, M32, MSR_APIC_BASE, MSR_SYSENTER_CS, MSR_SYSENTER_EIP, MSR_TSC
+from .consts import (GP, M32, MSR_APIC_BASE, MSR_BIOS_SIGN_ID, MSR_EVNTSEL0, MSR_EVNTSEL1, MSR_PERFCTR0,
+                     MSR_PERFCTR1, MSR_SYSENTER_CS, MSR_SYSENTER_EIP, MSR_TSC)
 from .errors import CpuFault
 
 M64 = (1 << 64) - 1
 
 # ==================================================================== CPUID
-CPUID_MAX_LEAF = 1
-CPUID_SIGNATURE = 0x00000611             # family 6, model 1, stepping 1
+CPUID_MAX_LEAF = 2
+# Family 6, model 5, stepping 2: a Pentium II ("Deschutes"), the P6 with MMX
+# and FXSAVE; SEP is valid on it (Intel: ignore SEP below model 3 stepping 3).
+CPUID_SIGNATURE = 0x00000652
 # EDX feature bits of leaf 1: only what tvmm implements.  Deliberately absent:
-# FPU(0) VME(1) MCE(7) MTRR(12) MCA(14) PAT(16) PSE36(17) PAE(6) MMX FXSR SSE.
+# VME(1) MCE(7) MTRR(12) MCA(14) PAT(16) PSE36(17) PAE(6) SSE(25).
 CPUID_FEATURES = ((1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9) | (1 << 11)
-                  | (1 << 13) | (1 << 15))     # DE PSE TSC MSR CX8 APIC SEP PGE CMOV
+                  | (1 << 13) | (1 << 15)      # DE PSE TSC MSR CX8 APIC SEP PGE CMOV
+                  | (1 << 0) | (1 << 23) | (1 << 24))      # FPU MMX FXSR (ops/x87.py, ops/mmx.py)
 CPUID_HYPERVISOR = 1 << 31               # leaf 1 ECX: "running under a hypervisor"
 _VENDOR = (0x756E6547, 0x49656E69, 0x6C65746E)    # "Genu" "ineI" "ntel" (EBX EDX ECX)
+# Leaf 2, a Pentium II's cache and TLB descriptors (AL = 1: one CPUID 2 call
+# gives them all): 01 ITLB 4K, 02 ITLB 4M, 03 DTLB 4K; 43 L2 512K, 08 L1I
+# 16K, 04 DTLB 4M, 0C L1D 16K.  Descriptive only: no cache or TLB size is modelled.
+CPUID_LEAF2 = (0x03020101, 0, 0, 0x0C040843)      # EAX EBX ECX EDX
 
 _APIC_BASE_WRITABLE = 0xFFFFF900        # base (12-31), EN (11), BSP (8)
+_EVNTSEL_RESERVED = 1 << 21             # P6 PerfEvtSel: bit 21 (and EDX) reserved
+M40 = (1 << 40) - 1
+# MSRs that are plain storage here (``cpu.msr``): the SYSENTER triple and the
+# P6 performance-monitoring registers (the counters never count).
+_STORED = frozenset({MSR_SYSENTER_CS, MSR_SYSENTER_CS + 1, MSR_SYSENTER_EIP, MSR_PERFCTR0, MSR_PERFCTR1,
+                     MSR_EVNTSEL0, MSR_EVNTSEL1})
 
 
 class CpuOps(Protocol):
@@ -93,6 +109,10 @@ class CpuOps(Protocol):
         """An exception is about to be delivered: None if it was resolved
         (the instruction or the delivery restarts), else the fault to deliver."""
 
+    def task_switch(self, cpu, old_sel: int, new_sel: int, source: str) -> None:
+        """A task switch from TSS ``old_sel`` to ``new_sel`` committed
+        (``source``: "jmp", "call", "iret" or "int")."""
+
 
 class NativeOps:
     """The bare processor: every operation as the architecture defines it."""
@@ -118,17 +138,20 @@ class NativeOps:
         cpu.attention = True
 
     def cpuid(self, cpu) -> None:
-        """A Pentium Pro-class answer.  Leaf 0: max leaf 1 and
+        """A Pentium II answer.  Leaf 0: max leaf 2 and
         "GenuineIntel"; leaf 1: signature, APIC ID (``cpu.apic_id`` if
         present) in EBX[31:24], the hypervisor bit in ECX only when
-        ``cpu.cpuid_hypervisor``, and the features above in EDX.  Any other
-        leaf (including 0x40000000 and 0x80000000) returns leaf 1, as Intel
-        parts do for leaves above the maximum; in particular 0x80000000 does
-        not report extended leaves."""
+        ``cpu.cpuid_hypervisor``, and the features above in EDX; leaf 2: the
+        descriptors above.  Any other leaf (including 0x40000000 and
+        0x80000000) returns leaf 2, the highest basic leaf, as Intel parts do
+        for leaves above the maximum; in particular 0x80000000 does not
+        report extended leaves (EAX 0x03020101 < 0x80000000)."""
         r = cpu.regs
         if r[0] == 0:
             r[0] = CPUID_MAX_LEAF
             r[3], r[2], r[1] = _VENDOR
+        elif r[0] != 1:
+            r[0], r[3], r[1], r[2] = CPUID_LEAF2
         else:
             r[0] = CPUID_SIGNATURE
             r[3] = (getattr(cpu, "apic_id", 0) & 0xFF) << 24
@@ -136,11 +159,15 @@ class NativeOps:
             r[2] = CPUID_FEATURES
 
     def rdmsr(self, cpu, index: int, now: int) -> int:
-        """TSC, APIC base and the SYSENTER MSRs; any other index is #GP(0)."""
+        """TSC, APIC base, BIOS_SIGN_ID (microcode revision 0), the SYSENTER
+        MSRs and the P6 performance counters and event selects; any other
+        index (MTRRs, machine check, DEBUGCTL, ...) is #GP(0)."""
         if index == MSR_TSC:
             return (now + cpu.tsc_offset) & M64
-        if index == MSR_APIC_BASE or MSR_SYSENTER_CS <= index <= MSR_SYSENTER_EIP:
+        if index == MSR_APIC_BASE or index in _STORED:
             return cpu.msr.get(index, 0)
+        if index == MSR_BIOS_SIGN_ID:
+            return 0
         raise CpuFault(GP, 0)
 
     def wrmsr(self, cpu, index: int, value: int, now: int) -> None:
@@ -150,6 +177,11 @@ class NativeOps:
         - APIC base: #GP(0) for reserved bits (0-7, 9-10, and EDX: the
           physical address width is 32 bits).
         - SYSENTER_CS/ESP/EIP: 32-bit registers on this CPU; EAX is stored.
+        - BIOS_SIGN_ID: accepted and ignored (it reads revision 0).
+        - PERFCTR0/1: as on P6, EAX is written and bits 32-39 are its bit 31
+          sign-extended (40-bit counters); they never count.
+        - EVNTSEL0/1: #GP(0) for EDX or reserved bit 21; stored, no event is
+          counted and no overflow interrupt is raised.
         Any other index is #GP(0)."""
         lo, hi = value & M32, value >> 32
         if index == MSR_TSC:
@@ -160,7 +192,13 @@ class NativeOps:
             cpu.msr[index] = lo
         elif MSR_SYSENTER_CS <= index <= MSR_SYSENTER_EIP:
             cpu.msr[index] = lo
-        else:
+        elif index == MSR_PERFCTR0 or index == MSR_PERFCTR1:
+            cpu.msr[index] = (lo | (0xFF << 32 if lo & 0x80000000 else 0)) & M40
+        elif index == MSR_EVNTSEL0 or index == MSR_EVNTSEL1:
+            if hi or lo & _EVNTSEL_RESERVED:
+                raise CpuFault(GP, 0)
+            cpu.msr[index] = lo
+        elif index != MSR_BIOS_SIGN_ID:
             raise CpuFault(GP, 0)
 
     def io_string(self, cpu, port: int, size: int, out: bool, count: int) -> None:
@@ -171,6 +209,9 @@ class NativeOps:
 
     def exception(self, cpu, fault: CpuFault) -> CpuFault | None:
         return fault
+
+    def task_switch(self, cpu, old_sel: int, new_sel: int, source: str) -> None:
+        pass
 
 
 NATIVE_OPS = NativeOps()

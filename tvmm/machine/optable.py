@@ -12,8 +12,11 @@ Operand notation (SDM vol. 2, appendix A.2):
   J  relative branch target            O  moffs (absolute offset, address size)
   A  far pointer (offset:selector)     X/Y  DS:eSI / ES:eDI string operands
   Z  register in the opcode's low three bits
+  P/Q/N  MMX: ModRM reg / r/m register or memory / r/m register only
+  ST/STi x87: ST(0) / ST(i) with i = ModRM rm (rows in ``X87``, below)
   sizes: b byte, w word, d dword, v word or dword by operand size,
-         z like v for immediates, p far pointer, a bound pair, s pseudo-descriptor, q qword
+         z like v for immediates, p far pointer, a bound pair, s pseudo-descriptor, q qword,
+         t ten bytes (m80fp, m80bcd)
   Fixed registers are written by name: AL, eAX, CL, DX, 1 (shift by one).
 
 Row flags:
@@ -109,7 +112,7 @@ for _r in range(8):
     ONE_BYTE[0x58 + _r] = ("POP", "Zv", "")
     ONE_BYTE[0xB0 + _r] = ("MOV", "Zb,Ib", "")
     ONE_BYTE[0xB8 + _r] = ("MOV", "Zv,Iv", "")
-    ONE_BYTE[0xD8 + _r] = ("ESC", "Ev", "j")      # x87: #NM (CR0.EM behaviour)
+    ONE_BYTE[0xD8 + _r] = ("ESC", "Ev", "")       # x87: the row is chosen from X87 by ModRM
     if _r:
         ONE_BYTE[0x90 + _r] = ("XCHG", "Zv,eAX", "")
 for _c in range(16):
@@ -143,6 +146,28 @@ TWO_BYTE.update({
     0xBE: ("MOVSX", "Gv,Eb", ""), 0xBF: ("MOVSX", "Gv,Ew", ""),
     0xC0: ("XADD", "Eb,Gb", "L"), 0xC1: ("XADD", "Ev,Gv", "L"),
     0xC7: ("GRP9", "", ""),
+    0xAE: ("GRP15", "", ""),
+})
+
+# MMX (Pentium II): P = MMX register in ModRM.reg, Q = MMX register or
+# memory in r/m, N = MMX register in r/m (register form only); the SSE2
+# forms (with 0x66) do not exist on this CPU, the prefix is ignored.
+_MMX = {
+    0x60: "PUNPCKLBW", 0x61: "PUNPCKLWD", 0x62: "PUNPCKLDQ", 0x63: "PACKSSWB", 0x64: "PCMPGTB",
+    0x65: "PCMPGTW", 0x66: "PCMPGTD", 0x67: "PACKUSWB", 0x68: "PUNPCKHBW", 0x69: "PUNPCKHWD",
+    0x6A: "PUNPCKHDQ", 0x6B: "PACKSSDW", 0x74: "PCMPEQB", 0x75: "PCMPEQW", 0x76: "PCMPEQD",
+    0xD1: "PSRLW", 0xD2: "PSRLD", 0xD3: "PSRLQ", 0xD5: "PMULLW", 0xD8: "PSUBUSB", 0xD9: "PSUBUSW",
+    0xDB: "PAND", 0xDC: "PADDUSB", 0xDD: "PADDUSW", 0xDF: "PANDN", 0xE1: "PSRAW", 0xE2: "PSRAD",
+    0xE5: "PMULHW", 0xE8: "PSUBSB", 0xE9: "PSUBSW", 0xEB: "POR", 0xEC: "PADDSB", 0xED: "PADDSW",
+    0xEF: "PXOR", 0xF1: "PSLLW", 0xF2: "PSLLD", 0xF3: "PSLLQ", 0xF5: "PMADDWD", 0xF8: "PSUBB",
+    0xF9: "PSUBW", 0xFA: "PSUBD", 0xFC: "PADDB", 0xFD: "PADDW", 0xFE: "PADDD",
+}
+for _op, _m in _MMX.items():
+    TWO_BYTE[_op] = (_m, "Pq,Qd" if _m.startswith("PUNPCKL") else "Pq,Qq", "")
+TWO_BYTE.update({
+    0x6E: ("MOVD", "Pd,Ed", ""), 0x6F: ("MOVQ", "Pq,Qq", ""),
+    0x71: ("GRP12", "Nq,Ib", ""), 0x72: ("GRP13", "Nq,Ib", ""), 0x73: ("GRP14", "Nq,Ib", ""),
+    0x77: ("EMMS", "", ""), 0x7E: ("MOVD", "Ed,Pd", ""), 0x7F: ("MOVQ", "Qq,Pq", ""),
 })
 
 # Groups: the ModRM reg field selects the row.  None is #UD.  A group row's
@@ -163,7 +188,89 @@ GROUPS.update({
     "GRP8": (None, None, None, None, ("BT", None, ""), ("BTS", None, "L"), ("BTR", None, "L"), ("BTC", None, "L")),
     "GRP9": (None, ("CMPXCHG8B", "Mq", "L"), None, None, None, None, None, None),
     "GRP11": (("MOV", None, ""), None, None, None, None, None, None, None),
+    # FXSR without SSE (Pentium II): /2 LDMXCSR, /3 STMXCSR and the fences are #UD
+    "GRP15": (("FXSAVE", "M", ""), ("FXRSTOR", "M", ""), None, None, None, None, None, None),
+    "GRP12": (None, None, ("PSRLW", None, ""), None, ("PSRAW", None, ""), None, ("PSLLW", None, ""), None),
+    "GRP13": (None, None, ("PSRLD", None, ""), None, ("PSRAD", None, ""), None, ("PSLLD", None, ""), None),
+    "GRP14": (None, None, ("PSRLQ", None, ""), None, None, None, ("PSLLQ", None, ""), None),
 })
+
+# x87 escapes D8-DF (SDM vol. 2, A.5).  A memory form is keyed
+# ``(opcode, reg)``; a register form ``(opcode, modrm)`` when it stands alone,
+# else ``(opcode, reg, "r")`` for a family over ST(i) (i = ModRM rm).  A key
+# that is absent is #UD.  Operands: Mw/Md/Mq m16/m32/m64 (int or fp by the
+# mnemonic), Mt an 80-bit operand (m80fp or m80bcd), M the 14/28-byte
+# environment or 94/108-byte state (by operand size); ST = ST(0), STi = ST(i).
+# FISTTP (DB/DD/DF /1) is SSE3: #UD here.  The undocumented aliases the P6
+# decodes are included: FCOM2 (DC D0+i), FCOMP3 (DC D8+i), FCOMP5 (DE D0+i),
+# FXCH4 (DD C8+i), FXCH7 (DF C8+i), FSTP1 (D9 D8+i), FSTP8/9 (DF D0+i/D8+i),
+# FFREEP (DF C0+i).
+X87: dict[tuple, Row] = {}
+
+
+def _x87_rows() -> None:
+    arith = ("ADD", "MUL", "COM", "COMP", "SUB", "SUBR", "DIV", "DIVR")
+    reverse = {"SUB": "SUBR", "SUBR": "SUB", "DIV": "DIVR", "DIVR": "DIV"}
+    for r, m in enumerate(arith):
+        X87[(0xD8, r)] = ("F" + m, "Md", "")
+        X87[(0xDC, r)] = ("F" + m, "Mq", "")
+        X87[(0xDA, r)] = ("FI" + m, "Md", "")
+        X87[(0xDE, r)] = ("FI" + m, "Mw", "")
+        if m.startswith("COM"):
+            X87[(0xD8, r, "r")] = X87[(0xDC, r, "r")] = ("F" + m, "STi", "")
+        else:
+            X87[(0xD8, r, "r")] = ("F" + m, "ST,STi", "")
+            # DC/DE E0-FF: the SDM's reversed encodings (DC E8+i is FSUB ST(i), ST(0))
+            X87[(0xDC, r, "r")] = ("F" + reverse.get(m, m), "STi,ST", "")
+            X87[(0xDE, r, "r")] = ("F" + reverse.get(m, m) + "P", "STi,ST", "")
+    X87[(0xDE, 2, "r")] = ("FCOMP", "STi", "")
+    X87[(0xDE, 0xD9)] = ("FCOMPP", "", "")
+    X87.update({
+        (0xD9, 0): ("FLD", "Md", ""), (0xD9, 2): ("FST", "Md", ""), (0xD9, 3): ("FSTP", "Md", ""),
+        (0xD9, 4): ("FLDENV", "M", ""), (0xD9, 5): ("FLDCW", "Mw", ""),
+        (0xD9, 6): ("FNSTENV", "M", ""), (0xD9, 7): ("FNSTCW", "Mw", ""),
+        (0xD9, 0, "r"): ("FLD", "STi", ""), (0xD9, 1, "r"): ("FXCH", "STi", ""),
+        (0xD9, 3, "r"): ("FSTP", "STi", ""),
+        (0xDB, 0): ("FILD", "Md", ""), (0xDB, 2): ("FIST", "Md", ""), (0xDB, 3): ("FISTP", "Md", ""),
+        (0xDB, 5): ("FLD", "Mt", ""), (0xDB, 7): ("FSTP", "Mt", ""),
+        (0xDD, 0): ("FLD", "Mq", ""), (0xDD, 2): ("FST", "Mq", ""), (0xDD, 3): ("FSTP", "Mq", ""),
+        (0xDD, 4): ("FRSTOR", "M", ""), (0xDD, 6): ("FNSAVE", "M", ""), (0xDD, 7): ("FNSTSW", "Mw", ""),
+        (0xDD, 0, "r"): ("FFREE", "STi", ""), (0xDD, 1, "r"): ("FXCH", "STi", ""),
+        (0xDD, 2, "r"): ("FST", "STi", ""), (0xDD, 3, "r"): ("FSTP", "STi", ""),
+        (0xDD, 4, "r"): ("FUCOM", "STi", ""), (0xDD, 5, "r"): ("FUCOMP", "STi", ""),
+        (0xDF, 0): ("FILD", "Mw", ""), (0xDF, 2): ("FIST", "Mw", ""), (0xDF, 3): ("FISTP", "Mw", ""),
+        (0xDF, 4): ("FBLD", "Mt", ""), (0xDF, 5): ("FILD", "Mq", ""), (0xDF, 6): ("FBSTP", "Mt", ""),
+        (0xDF, 7): ("FISTP", "Mq", ""),
+        (0xDF, 0, "r"): ("FFREEP", "STi", ""), (0xDF, 1, "r"): ("FXCH", "STi", ""),
+        (0xDF, 2, "r"): ("FSTP", "STi", ""), (0xDF, 3, "r"): ("FSTP", "STi", ""),
+        (0xDF, 0xE0): ("FNSTSW", "AX", ""),
+        (0xDF, 5, "r"): ("FUCOMIP", "STi", ""), (0xDF, 6, "r"): ("FCOMIP", "STi", ""),
+        (0xDA, 0, "r"): ("FCMOVB", "ST,STi", ""), (0xDA, 1, "r"): ("FCMOVE", "ST,STi", ""),
+        (0xDA, 2, "r"): ("FCMOVBE", "ST,STi", ""), (0xDA, 3, "r"): ("FCMOVU", "ST,STi", ""),
+        (0xDA, 0xE9): ("FUCOMPP", "", ""),
+        (0xDB, 0, "r"): ("FCMOVNB", "ST,STi", ""), (0xDB, 1, "r"): ("FCMOVNE", "ST,STi", ""),
+        (0xDB, 2, "r"): ("FCMOVNBE", "ST,STi", ""), (0xDB, 3, "r"): ("FCMOVNU", "ST,STi", ""),
+        (0xDB, 0xE0): ("FNENI", "", ""), (0xDB, 0xE1): ("FNDISI", "", ""),
+        (0xDB, 0xE2): ("FNCLEX", "", ""), (0xDB, 0xE3): ("FNINIT", "", ""), (0xDB, 0xE4): ("FNSETPM", "", ""),
+        (0xDB, 5, "r"): ("FUCOMI", "STi", ""), (0xDB, 6, "r"): ("FCOMI", "STi", ""),
+    })
+    d9 = {0xD0: "FNOP", 0xE0: "FCHS", 0xE1: "FABS", 0xE4: "FTST", 0xE5: "FXAM",
+          0xE8: "FLD1", 0xE9: "FLDL2T", 0xEA: "FLDL2E", 0xEB: "FLDPI", 0xEC: "FLDLG2", 0xED: "FLDLN2",
+          0xEE: "FLDZ", 0xF0: "F2XM1", 0xF1: "FYL2X", 0xF2: "FPTAN", 0xF3: "FPATAN", 0xF4: "FXTRACT",
+          0xF5: "FPREM1", 0xF6: "FDECSTP", 0xF7: "FINCSTP", 0xF8: "FPREM", 0xF9: "FYL2XP1",
+          0xFA: "FSQRT", 0xFB: "FSINCOS", 0xFC: "FRNDINT", 0xFD: "FSCALE", 0xFE: "FSIN", 0xFF: "FCOS"}
+    for modrm, m in d9.items():
+        X87[(0xD9, modrm)] = (m, "", "")
+
+
+_x87_rows()
+
+
+def x87_row(opcode: int, modrm: int):
+    """The X87 row for escape ``opcode`` (D8-DF) and its ModRM byte, or None (#UD)."""
+    if modrm >= 0xC0:
+        return X87.get((opcode, modrm)) or X87.get((opcode, (modrm >> 3) & 7, "r"))
+    return X87.get((opcode, (modrm >> 3) & 7))
 
 PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 SEG_PREFIX = {0x26: 0, 0x2E: 1, 0x36: 2, 0x3E: 3, 0x64: 4, 0x65: 5}

@@ -30,6 +30,7 @@ from .bus import PortBus
 from .clock import DEFAULT_IPS, Clock
 from .cpu import CPU
 from .devices.cga import Cga
+from .devices.fpu_port import FpuErrorPort
 from .devices.ide import Disk, IdeChannel
 from .devices.ioapic import IoApic
 from .devices.kbd import Kbc, SystemControlPortA
@@ -115,7 +116,7 @@ class PC:
                               extint_pending=(lambda: pic_out.level) if bsp else None,
                               extint_ack=self.pic.acknowledge if bsp else None,
                               intr=IrqLine(f"cpu{i}-intr", c.set_intr), virtual_wire=bsp,
-                              name="lapic" if bsp else f"lapic{i}")
+                              name="lapic" if bsp else f"lapic{i}", nmi=c.nmi)
             c.intr_ack = lapic.acknowledge
             c.vapic = lapic.vregs                 # its static registers, read without an MMIO exit
             if c.mem is self.mem:                 # a bare PC (a monitor maps its vCPUs' APIC page itself)
@@ -144,6 +145,9 @@ class PC:
         self.cga = Cga(clock)
         self.disks = [d if d is None or isinstance(d, Disk) else Disk(d) for d in disks]
         self.ide = IdeChannel(clock, self.irq[14], self.disks[0], self.disks[1])
+        self.fpu_error = FpuErrorPort(self.irq[13])        # FERR# -> IRQ 13, cleared by port F0h
+        self.fpu_error.attach(self.bus)
+        self.cpu.ferr = self.irq[13]
         self.devices = [self.pic, self.pit, self.port61, self.com1, self.com2, self.rtc, self.kbc,
                         self.port92, self.cga, self.ide]
         for dev in (self.pic, self.pit, self.port61, self.com1, self.com2, self.rtc, self.kbc,
@@ -186,6 +190,18 @@ class PC:
         def send(dest, mode, vector, shorthand, level, dest_mode):
             apic.send_ipi(self, source, dest, mode, vector, shorthand, level, dest_mode)
         return send
+
+    def nmi(self) -> bool:
+        """The chipset raises NMI (what a front-panel NMI button, a parity or
+        I/O channel check does; QEMU's ``nmi`` command does the same): unless
+        port 0x70 bit 7 masks it, an edge reaches LINT1 of every local APIC
+        (the MP table's wiring), which delivers it as its LVT LINT1 entry
+        says.  Returns False when port 0x70 masked it."""
+        if self.rtc.nmi_masked:
+            return False
+        for lapic in self.lapics:
+            lapic.lint1()
+        return True
 
     def _debug_exit(self, status: int) -> None:
         self.exit_status = status
@@ -338,7 +354,7 @@ def runnable(cpu) -> bool:
         return False
     if not cpu.halted:
         return True
-    return bool(cpu.stop_request or cpu.nmi_pending or (cpu.intr and cpu.eflags & IF))
+    return bool(cpu.stop_request or (cpu.nmi_pending and not cpu.nmi_blocked) or (cpu.intr and cpu.eflags & IF))
 
 
 class _RunningLapic:

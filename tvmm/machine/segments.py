@@ -9,16 +9,23 @@ derived bounds ``seg_lo``, ``seg_hi`` (reads), ``seg_whi`` (writes)):
   upper bound, so every access faults.
 - real mode loads change only selector and base (limit and attributes stay,
   which is how "unreal mode" works on real processors).
+- virtual-8086 mode (EFLAGS.VM, with CR0.PE set) loads every segment
+  register, CS included, without descriptors: base = selector * 16, limit
+  0xFFFF and the attributes ``VM86_ATTR`` (a present, DPL-3, writable
+  16-bit data segment, as VMX requires of VM86 guest state).  So code and
+  stack are 16-bit (``cpu.code32``/``cpu.stack32`` false) and ``cpu.flat``
+  is false there (``load_vm86``; IRET and task switches enter through it).
 """
 
 from __future__ import annotations
 
 from .consts import (CS, DESC_CODE, DESC_CONFORMING, DESC_EXPDOWN, DESC_P, DESC_RW, DESC_S, GP, NP,
-                     SS, SS_SEG)
+                     SS, SS_SEG, VM)
 from .errors import CpuFault
 
 ATTR_G = 1 << 15
 ATTR_DB = 1 << 14
+VM86_ATTR = 0xF3    # present, DPL 3, data, read/write, accessed; 16-bit, byte-granular
 
 
 def desc_base(lo: int, hi: int) -> int:
@@ -106,6 +113,33 @@ def load_real(cpu, seg: int, sel: int) -> None:
     _bounds(cpu, seg)
 
 
+def load_vm86(cpu, seg: int, sel: int) -> None:
+    """Virtual-8086-mode load of any segment register (CS included): base =
+    selector * 16, limit 0xFFFF, ``VM86_ATTR``; no descriptor is read and
+    nothing can fault (SDM vol. 3, 20.1.1)."""
+    sel &= 0xFFFF
+    set_cache(cpu, seg, sel, sel << 4, 0xFFFF, VM86_ATTR)
+
+
+def enter_vm86_segments(cpu, sels) -> None:
+    """Load all six segment registers VM86-style from ``sels`` (selectors in
+    ES, CS, SS, DS, FS, GS order) and make CPL 3: what IRET to VM86 and a
+    task switch to a TSS whose EFLAGS image has VM set do once EFLAGS.VM is
+    1 (the caller sets EFLAGS and EIP/ESP)."""
+    for seg, sel in enumerate(sels):
+        load_vm86(cpu, seg, sel)
+    cpu.set_cpl(3)
+
+
+def load_plain(cpu, seg: int, sel: int) -> None:
+    """A load without descriptors: VM86 style with EFLAGS.VM, else real mode
+    (far JMP/CALL/RET and IRET outside protected mode proper)."""
+    if cpu.eflags & VM:
+        load_vm86(cpu, seg, sel)
+    else:
+        load_real(cpu, seg, sel)
+
+
 def read_descriptor(cpu, sel: int, vector: int = GP) -> tuple[int, int, int]:
     """Return ``(lo, hi, linear address)`` of the descriptor ``sel`` names."""
     index = sel & 0xFFF8
@@ -133,6 +167,9 @@ def load_data(cpu, seg: int, sel: int) -> None:
     if not cpu.protected:
         load_real(cpu, seg, sel)
         return
+    if cpu.eflags & VM:
+        load_vm86(cpu, seg, sel)
+        return
     if not sel & 0xFFFC:
         set_cache(cpu, seg, sel, 0, 0, 0)
         return
@@ -154,6 +191,9 @@ def load_ss(cpu, sel: int, cpl: int | None = None) -> None:
     """MOV/POP/LSS into SS (and the stack switch of a privilege change)."""
     if not cpu.protected:
         load_real(cpu, SS_SEG, sel)
+        return
+    if cpu.eflags & VM:
+        load_vm86(cpu, SS_SEG, sel)
         return
     cpl = cpu.cpl if cpl is None else cpl
     if not sel & 0xFFFC:

@@ -1,7 +1,7 @@
 """The monitor's event queue: what it did for each guest, and counters.
 
-Every exit, hidden or reflected page fault, injected interrupt and event
-dispatched to a guest's IDT is recorded as an ``Event`` stamped with the
+Every exit, hidden or reflected page fault, injected interrupt, NMI and
+event dispatched to a guest's IDT is recorded as an ``Event`` stamped with the
 guest, the guest's time (its instruction count) and the vCPU it concerns.  The log keeps the newest
 ``capacity`` events (the UI and the gdb stub show the recent past) and
 counts every event ever recorded by kind, so counters stay exact however
@@ -26,6 +26,7 @@ EXIT_INVLPG = "invlpg"
 EXIT_HLT = "hlt"
 EXIT_CPUID = "cpuid"
 EXIT_MSR = "msr"
+EXIT_TASK_SWITCH = "task-switch"  # a hardware task switch (JMP/CALL/IRET/task gate); its CR3 load is a cr-write
 PF_HIDDEN = "pf-hidden"           # a shadow miss the monitor filled; the guest never knew
 PF_REFLECTED = "pf-reflected"     # a fault the guest's own tables cause: delivered to it
 PT_WRITE = "pt-write"             # a store to a guest page table a shadow mirrors (write-protected)
@@ -35,12 +36,13 @@ IRQ_INJECT = "irq-inject"         # an external interrupt delivered through the 
 IRQ_WINDOW = "irq-window"         # an interrupt waited for the guest to enable interrupts
 GUEST_EXCEPTION = "exception"     # an exception the guest's handlers take
 GUEST_SOFTINT = "softint"         # INT n (system calls)
+NMI_EVENT = "nmi"                 # a non-maskable interrupt: delivered, or held while NMIs are blocked
 # allocate resources / lifecycle
 GUEST_STOP = "stop"               # halted for good, crashed, reset
 DEBUGGER = "debugger"             # a debugger wrote registers or memory
 
 EXIT_KINDS = (EXIT_IO, EXIT_MMIO, EXIT_CR_READ, EXIT_CR_WRITE, EXIT_INVLPG, EXIT_HLT, EXIT_CPUID, EXIT_MSR,
-              PF_HIDDEN, PF_REFLECTED, PT_WRITE)
+              PF_HIDDEN, PF_REFLECTED, PT_WRITE, EXIT_TASK_SWITCH)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,9 +68,16 @@ class VmxOps(NativeOps):
     def io_string_done(self, cpu) -> None:
         cpu._string_io = False
 
+    def task_switch(self, cpu, old_sel: int, new_sel: int, source: str) -> None:
+        """VT-x exits on every task switch; the switch itself is the
+        processor's (``machine/tasks.py``), its CR3 load a ``cr_write`` exit."""
+        cpu._record(ev.EXIT_TASK_SWITCH, f"{source} tss {old_sel:#06x} -> {new_sel:#06x} eip {cpu.eip:#010x}")
+
     def exception(self, cpu, fault: CpuFault) -> CpuFault | None:
         if fault.vector != PF_VEC or fault.cr2 is None:
             return fault                      # the guest's own; logged when dispatched
+        if getattr(fault, "examined", False):
+            return fault                      # already reflected (a task switch's step): log it once
         shadow = cpu.shadow
         reflected = shadow.page_fault(cpu, cpu, fault)
         if reflected is None:

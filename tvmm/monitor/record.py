@@ -66,11 +66,17 @@ class SessionError(Exception):
 
 # -- state digests ------------------------------------------------------------------------
 def regs_digest(guest) -> str:
-    """Every vCPU's registers (one vCPU: the same digest as ever)."""
+    """Every vCPU's registers (one vCPU: the same digest as ever), its NMI
+    latch and blocking when either is set, and its x87 state once it left
+    the power-on state."""
     states = []
     for c in guest.vcpus:
         state = (tuple(c.regs), c.eip, c.get_eflags(), tuple(c.seg_sel), tuple(c.seg_base), tuple(c.seg_limit),
                  c.guest_cr(0), c.cr2, c.guest_cr(3), c.guest_cr(4), c.cpl, c.halted)
+        if c.nmi_pending or c.nmi_blocked:   # only then: digests of sessions without NMIs are unchanged
+            state += ("nmi", c.nmi_pending, c.nmi_blocked)
+        if not c.fpu.at_power_on():          # likewise: sessions that never used the x87 keep their digests
+            state += ("x87",) + c.fpu.digest_state()
         states.append(state if c.index == 0 else state + (c.wait_sipi, c.icount))
     return hashlib.sha256(repr(states[0] if len(states) == 1 else tuple(states)).encode()).hexdigest()[:32]
 
@@ -245,7 +251,9 @@ def prepare_input(guest, kind: str, data):
         if kind == "reset":
             return guest.reset
         if kind == "reg":
-            return _prepare_register(_vcpu(guest, data), data["name"], _u32(data["value"]))
+            value = data["value"]
+            return _prepare_register(_vcpu(guest, data), data["name"],
+                                     _u80(value) if data["name"] in _X87_ST else _u32(value))
         if kind == "seg":
             return _prepare_segment(_vcpu(guest, data), data["name"], _u32(data["selector"]))
         if kind == "mem":
@@ -273,12 +281,36 @@ def _u32(value) -> int:
     return value
 
 
+def _u80(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 80:
+        raise ValueError(f"{value!r} is not an 80-bit value")
+    return value
+
+
 _GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+# x87 registers by gdb's names: ST(i) (80 bits, stack-relative), then the control registers
+_X87_ST = tuple(f"st{i}" for i in range(8))
+_X87_CTRL = ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop")
 _TABLE_REGS = ("gdtr_base", "gdtr_limit", "idtr_base", "idtr_limit")
 SEGMENT_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")       # the processor's order (ES=0 … GS=5)
 
 
+def _prepare_x87(cpu, name: str, value: int):
+    """A debugger's write to an x87 register: ST(i) becomes non-empty; the
+    tag word is the full (FNSTENV) form, only 'empty' matters."""
+    f = cpu.fpu
+    if name in _X87_ST:
+        return lambda: f.set_st(int(name[2]), value)
+    setter = {"fctrl": lambda: f.set_cw(value & 0xFFFF), "fstat": lambda: f.set_status(value & 0xFFFF),
+              "ftag": lambda: f.set_tag_word(value & 0xFFFF), "fiseg": lambda: setattr(f, "fcs", value & 0xFFFF),
+              "fioff": lambda: setattr(f, "fip", value), "foseg": lambda: setattr(f, "fds", value & 0xFFFF),
+              "fooff": lambda: setattr(f, "fdp", value), "fop": lambda: setattr(f, "fop", value & 0x7FF)}
+    return setter[name]
+
+
 def _prepare_register(cpu, name: str, value: int):
+    if name in _X87_ST or name in _X87_CTRL:
+        return _prepare_x87(cpu, name, value)
     if name in _GPRS:
         i = _GPRS.index(name)
         return lambda: cpu.regs.__setitem__(i, value)
@@ -311,6 +343,8 @@ def _prepare_segment(cpu, name: str, sel: int):
         raise InputRejected(f"selector {sel:#x} is wider than 16 bits")
     if not cpu.protected:
         return lambda: segments.load_real(cpu, seg, sel)
+    if cpu.eflags & 0x20000:                   # EFLAGS.VM: virtual-8086 loads read no descriptor
+        return lambda: segments.load_vm86(cpu, seg, sel)
     if name == "cs":
         raise InputRejected("CS cannot be loaded from outside in protected mode (it sets the privilege level)")
     if not sel & 0xFFFC:

@@ -22,7 +22,8 @@ Schema (extra keys are allowed and ignored, as are records of other types):
   are unique.
 - ``{"t": "input", "guest": NAME, "time": TIME, "kind": KIND, "data": …}``
   with KIND and data: ``serial`` latin-1 text; ``key`` hex bytes;
-  ``reset`` (data ignored); ``reg`` ``{"name": REG, "value": U32}``;
+  ``reset`` (data ignored); ``reg`` ``{"name": REG, "value": U32}`` (an
+  80-bit value for the x87 data registers ``st0``..``st7``);
   ``seg`` ``{"name": SREG, "selector": U16}``; ``mem`` ``{"addr": U32,
   "bytes": HEX, "physical": BOOL (optional)}`` with the bytes inside the
   32-bit address space.  Which registers exist, and whether an input fits
@@ -220,8 +221,9 @@ def _input(where: str, rec: dict) -> None:
         value = "value" if kind == "reg" else "selector"
         if not isinstance(data, dict):
             raise _error(f"{where}: a {kind} input's data must be {{\"name\": NAME, \"{value}\": N}}")
-        _str(where, data, "name", _REGNAME)
-        _int(where, data, value, 0, U32 - 1 if kind == "reg" else 0xFFFF)
+        name = _str(where, data, "name", _REGNAME)
+        st = kind == "reg" and name in ("st0", "st1", "st2", "st3", "st4", "st5", "st6", "st7")
+        _int(where, data, value, 0, ((1 << 80) - 1) if st else U32 - 1 if kind == "reg" else 0xFFFF)
         if "vcpu" in data:
             _int(where, data, "vcpu", 0, MAX_CPUS - 1)
     elif kind == "step":

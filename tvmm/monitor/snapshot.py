@@ -2,7 +2,8 @@
 
 A ``Snapshot`` holds the virtual CPU (registers, segment caches, the
 guest's control registers, descriptor-table registers, MSRs, debug
-registers, interrupt shadow, halt state, instruction count), every device's
+registers, interrupt shadow, halt state, NMI latch and blocking,
+instruction count, x87 FPU state), every device's
 own ``snapshot()`` (pending timers included), the PC's time bookkeeping, the
 guest's RAM (non-zero pages, compressed), its console so far and its state.
 
@@ -49,7 +50,8 @@ def cpu_state(cpu) -> dict:
     state = {f: getattr(cpu, f) for f in _CPU_FIELDS}
     state.update(regs=list(cpu.regs), eflags=cpu.get_eflags(), dr=list(cpu.dr), msr=dict(cpu.msr),
                  cpl=cpu.cpl, seg=[list(cpu.seg_sel), list(cpu.seg_base), list(cpu.seg_limit), list(cpu.seg_attr)],
-                 wait_sipi=cpu.wait_sipi, nmi_pending=cpu.nmi_pending)
+                 wait_sipi=cpu.wait_sipi, nmi_pending=cpu.nmi_pending, nmi_blocked=cpu.nmi_blocked)
+    state["fpu"] = cpu.fpu.snapshot()            # x87: registers, CW/SW/tags, FIP/FDP/FOP
     return state
 
 
@@ -118,6 +120,9 @@ def _set_cpu_state(cpu, s: dict) -> None:
     cpu.set_cpl(s["cpl"])
     cpu.wait_sipi = s.get("wait_sipi", False)
     cpu.nmi_pending = s.get("nmi_pending", False)
+    cpu.nmi_blocked = s.get("nmi_blocked", False)
+    if "fpu" in s:                               # snapshots older than the x87 keep the power-on FPU
+        cpu.fpu.restore(s["fpu"])
     segments.refresh_bounds(cpu)
     cpu.shadow.reset_all(cpu)
     cpu._apply_real()

@@ -120,7 +120,10 @@ class VirtualCpu(CPU):
         if key == self._last_dispatch:
             return False
         self._last_dispatch = key
-        if external:
+        if external and self.delivering_nmi:
+            self._record(ev.NMI_EVENT, f"delivered through vector 2 at {return_eip:#010x}; "
+                         "NMIs blocked until the next IRET")
+        elif external:
             waited, self._ack_waited = self._ack_waited, None
             if waited is not None:
                 self._record(ev.IRQ_WINDOW, f"vector {vector:#x} waited {self.icount - waited} insns for IF")
@@ -131,6 +134,15 @@ class VirtualCpu(CPU):
             err = "" if error_code is None else f" err {error_code:#x}"
             self._record(ev.GUEST_EXCEPTION, f"vector {vector}{err} at {self.eip:#010x}")
         return False
+
+    def nmi(self) -> None:
+        """An NMI reaches this vCPU (IPI, LINT1, I/O APIC): logged when it
+        has to wait (NMIs blocked by a running NMI handler) or is lost (one
+        is already latched); its delivery is logged by ``_dispatched``."""
+        if self.nmi_blocked:
+            self._record(ev.NMI_EVENT, "lost: one NMI already latched" if self.nmi_pending
+                         else "latched: NMIs blocked until the handler's IRET")
+        super().nmi()
 
     def acknowledging(self, ack):
         """Wraps the interrupt controller's acknowledge: notes whether the

@@ -49,6 +49,7 @@ class Registers:
     cpl: int
     protected: bool
     code32: bool = True                  # CS.D: the code segment's default size is 32 bits
+    fpu: tuple = ()                      # x87: (FCW, FSW, full tag word, (ST0..ST7 as 80-bit ints))
 
     def named(self) -> dict[str, int]:
         d = dict(zip(GPR_NAMES, self.gprs))
@@ -128,7 +129,8 @@ def registers(guest, cpu=None) -> Registers:
     segs = tuple((SEG_NAMES[i], c.seg_sel[i], c.seg_base[i], c.seg_limit[i]) for i in range(6))
     return Registers(tuple(c.regs), c.eip, c.get_eflags(), segs, c.guest_cr(0), c.cr2, c.guest_cr(3),
                      c.guest_cr(4), c.cr3, (c.gdtr_base, c.gdtr_limit), (c.idtr_base, c.idtr_limit), c.cpl,
-                     c.protected, bool(c.code32))
+                     c.protected, bool(c.code32),
+                     (c.fpu.cw, c.fpu.status(), c.fpu.tag_word(), tuple(c.fpu.st(i) for i in range(8))))
 
 
 def decoded_starts(guest, addr: int, n: int, cpu=None) -> tuple[int, ...]:

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import struct
 
+from ..native import CPUID_FEATURES, CPUID_SIGNATURE
+
 EBDA = 0x9FC00
 BASE_MEM_KIB = EBDA // 1024            # 639
 LAPIC_ADDR = 0xFEE00000
 IOAPIC_ADDR = 0xFEC00000
 IOAPIC_ID = 1
-CPU_SIGNATURE = 0x611
-CPU_FEATURES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9) | (1 << 11) | (1 << 13) | (1 << 15)
+# The MP table's processor entries report what CPUID does (native.py).
+CPU_SIGNATURE, CPU_FEATURES = CPUID_SIGNATURE, CPUID_FEATURES
 
 
 def _checksummed(data: bytearray, at: int) -> bytes:

@@ -177,7 +177,7 @@ class IoApic:
 
     def _pin_changed(self, pin: int, level: bool) -> None:
         entry = self.entries[pin]
-        if entry & ENTRY_LEVEL:
+        if entry & ENTRY_LEVEL and (entry >> 8 & 7) != DM_NMI:   # NMI is always edge (datasheet 3.2.4)
             self._service_level(pin)
         elif level and not entry & ENTRY_MASKED:
             self._send(pin)
@@ -186,7 +186,7 @@ class IoApic:
         """Send a level entry's message if its pin is asserted and nothing is in flight."""
         entry = self.entries[pin]
         if (entry & ENTRY_LEVEL and not entry & (ENTRY_MASKED | ENTRY_REMOTE_IRR)
-                and self.lines[pin].level):
+                and (entry >> 8 & 7) != DM_NMI and self.lines[pin].level):
             self.entries[pin] = entry | ENTRY_REMOTE_IRR
             self._send(pin)
 

@@ -31,7 +31,9 @@ offset register               behaviour here
 0x330  LVT thermal            stored only (no thermal sensor)
 0x340  LVT performance        stored only (no performance counters)
 0x350  LVT LINT0              ExtINT mode models the 8259 virtual wire
-0x360  LVT LINT1              stored (the NMI pin is not modelled)
+0x360  LVT LINT1              an edge on the pin (``lint1()``, the chipset's NMI
+                              line on a PC) is delivered as the entry says:
+                              NMI (to ``nmi``) or fixed; masked: dropped
 0x370  LVT error              vector raised when an error is logged in the ESR
 0x380  timer initial count    a write (re)starts the timer; 0 stops it
 0x390  timer current count    computed from virtual time
@@ -95,7 +97,7 @@ connect the 8259 straight to the CPU.
 
 Not modelled: the APIC base MSR (relocation, global disable; the APIC is
 fixed at 0xFEE00000), x2APIC, the thermal sensor and performance counters,
-LINT0/LINT1 as fixed or NMI inputs (only ExtINT is used), LVT remote IRR and
+LINT0 as a fixed or NMI input (only ExtINT is used), LVT remote IRR and
 delivery-status bits (interrupts are delivered instantly, so they read 0),
 TSC-deadline timer mode, SMI, the arbitration priority's use in lowest
 priority arbitration (the platform routes IPIs), and the incoming side of
@@ -201,6 +203,8 @@ class LocalApic:
       if not given); connect it to ``cpu.set_intr`` and set
       ``cpu.intr_ack = apic.acknowledge``.
     - ``virtual_wire``: reset LINT0 to ExtINT unmasked (firmware hand-off).
+    - ``nmi()``: this APIC's processor takes an NMI (an NMI IPI with the
+      self shorthand, LINT1 programmed as NMI); connect it to ``cpu.nmi``.
     """
 
     def __init__(self, clock: Clock, apic_id: int = 0, *, timer_hz: int = DEFAULT_TIMER_HZ,
@@ -209,7 +213,7 @@ class LocalApic:
                  extint_pending: Callable[[], bool] | None = None,
                  extint_ack: Callable[[], int | None] | None = None,
                  intr: IrqLine | None = None, virtual_wire: bool = True,
-                 name: str = "lapic"):
+                 name: str = "lapic", nmi: Callable[[], None] | None = None):
         if timer_hz <= 0:
             raise ValueError("the APIC timer's bus clock must be positive")
         self.name = name
@@ -220,6 +224,7 @@ class LocalApic:
         self.on_eoi = on_eoi
         self.extint_pending = extint_pending
         self.extint_ack = extint_ack
+        self.nmi = nmi
         self.intr = intr if intr is not None else IrqLine(f"{name}.intr")
         self.virtual_wire = virtual_wire
         self.static_registers = STATIC_REGISTERS
@@ -427,6 +432,20 @@ class LocalApic:
             self.tmr &= ~bit
         self._update_intr()
 
+    def lint1(self) -> None:
+        """An edge on the LINT1 pin (on a PC, the chipset's NMI line):
+        delivered as LVT LINT1 says — NMI, or a fixed vector — unless the
+        entry is masked (as it is from reset until software programs it)."""
+        lvt = self.lvt[REG_LVT_LINT1]
+        if lvt & LVT_MASKED:
+            return
+        mode = lvt >> 8 & 7
+        if mode == DM_NMI:
+            if self.nmi is not None:
+                self.nmi()
+        elif mode == DM_FIXED:
+            self.accept(lvt & 0xFF)
+
     def _log_error(self, bits: int) -> None:
         """Record an error for the next ESR write and raise the LVT error interrupt."""
         self.esr_pending |= bits
@@ -489,7 +508,12 @@ class LocalApic:
         if shorthand == SH_SELF:
             if mode in (DM_FIXED, DM_LOWEST):
                 self.accept(vector)
-            return      # other modes with the self shorthand are invalid (SDM 10.6.1)
+            elif mode == DM_NMI and self.nmi is not None:
+                # SDM table 10-3 calls NMI-to-self invalid on the Pentium 4's
+                # xAPIC; later processors (and QEMU, which kernels are tested
+                # on) deliver it, and NMI self-tests rely on it.
+                self.nmi()
+            return      # INIT, STARTUP, SMI with the self shorthand are invalid (SDM 10.6.1)
         if mode in (DM_SMI, 3, DM_EXTINT) or self.send_ipi is None:
             return      # SMI is not modelled; 3 and 7 are reserved for IPIs
         self.send_ipi(self.icr_hi >> 24, mode, vector, shorthand, level, icr >> 11 & 1)

@@ -7,4 +7,4 @@ handler raises ``CpuFault`` *before* changing any register (memory stores
 that precede a fault are allowed, as on hardware).
 """
 
-from . import alu, bits, control, io, muldiv, shift, stack, string, system  # noqa: F401
+from . import alu, bits, control, io, muldiv, shift, stack, string, system, x87, mmx  # noqa: F401

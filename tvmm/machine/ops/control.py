@@ -17,27 +17,31 @@ Invariants:
   already right; nothing else needs to be told.
 
 Not modelled (documented in docs/ARCHITECTURE.md as "not modelled"):
-- Task switches.  A far JMP/CALL whose selector names a TSS or a task gate,
-  and IRET with EFLAGS.NT set (return from a nested task), raise #GP(0)
-  (#GP(selector) for JMP/CALL) instead of switching tasks.
-- Virtual-8086 mode: IRET at CPL 0 popping an EFLAGS image with VM set raises
-  #GP(0) instead of entering VM86.
+- (Task switches are modelled: a far JMP/CALL whose selector names a TSS or
+  a task gate, and IRET with EFLAGS.NT set, switch tasks in ``tasks.py``.)
+
+Virtual-8086 mode (EFLAGS.VM; SDM vol. 3, chapter 20): far JMP/CALL/RETF
+work as in real mode (``segments.load_plain``); INT n and IRET are
+IOPL-sensitive there (#GP(0) unless IOPL is 3; INT3, INTO and INT1 are
+not); IRET at CPL 0 popping an EFLAGS image with VM set enters VM86
+(``_iret_to_vm86``); leaving it is an interrupt or exception
+(``interrupts.deliver``) or SYSENTER.
 """
 
 from __future__ import annotations
 
 from .. import flags as lf
-from .. import interrupts, segments
+from .. import interrupts, segments, tasks
 from ..consts import (AC, BR, CS, DESC_CODE, DESC_CONFORMING, DESC_EXPDOWN, DESC_P, DESC_RW,
                       DESC_S, GP, ID, IF, IOPL, M32, MSR_SYSENTER_CS, MSR_SYSENTER_EIP,
                       MSR_SYSENTER_ESP, NP, NT, OF, RF, SS, SS_SEG, TS, VM)
-from ..cpu import u32_from
+from ..cpu import EFLAGS_WRITABLE, u32_from
 from ..errors import CpuFault
 from ..flags import CONDITIONS, get_cf, materialize
 from ..optable import CC
 from ..registry import register
 from .common import compile_handler, read_rm, sext
-from .stack import check_push_room, push_all, sp_add
+from .stack import check_push_room, push_all, sp_add, vm86_iopl3
 
 
 # ===================================================================== near
@@ -304,10 +308,10 @@ def _outer_esp(cpu, value: int) -> int:
 # ================================================================ JMPF
 def _jmpf(cpu, d, off: int, sel: int) -> None:
     """JMP ptr16:16/32 and JMP m16:16/32 to ``sel:off``."""
-    if not cpu.protected:
+    if not cpu.protected or cpu.eflags & VM:
         if off > cpu.seg_hi[CS]:
             raise CpuFault(GP, 0)
-        segments.load_real(cpu, CS, sel)
+        segments.load_plain(cpu, CS, sel)
         cpu.eip = off
         return
     lo, hi, addr, attr = _code_or_fault(cpu, sel)
@@ -330,7 +334,9 @@ def _jmpf(cpu, d, off: int, sel: int) -> None:
         segments.load_cs(cpu, csel, clo, chi, caddr, cpu.cpl)
         cpu.eip = goff
         return
-    # Task switches (TSS or task gate) are not modelled: see module docstring.
+    if gtype in _TASK_TYPES:
+        tasks.jmp_call(cpu, sel, lo, hi, attr, tasks.JMP, d.next)
+        return
     raise CpuFault(GP, sel & 0xFFFC)
 
 
@@ -358,12 +364,12 @@ def _callf(cpu, d, off: int, sel: int) -> None:
     """CALL ptr16:16/32 and CALL m16:16/32 to ``sel:off``."""
     size = d.osz
     ret = d.next & (M32 if size == 4 else 0xFFFF)
-    if not cpu.protected:
+    if not cpu.protected or cpu.eflags & VM:
         check_push_room(cpu, 2 * size)
         if off > cpu.seg_hi[CS]:
             raise CpuFault(GP, 0)
         push_all(cpu, (cpu.seg_sel[CS], ret), size)
-        segments.load_real(cpu, CS, sel)
+        segments.load_plain(cpu, CS, sel)
         cpu.eip = off
         return
     lo, hi, addr, attr = _code_or_fault(cpu, sel)
@@ -379,7 +385,9 @@ def _callf(cpu, d, off: int, sel: int) -> None:
     if attr & 0xF in _CALL_GATES:
         _callf_gate(cpu, d, sel, lo, hi, attr)
         return
-    # Task switches (TSS or task gate) are not modelled: see module docstring.
+    if attr & 0xF in _TASK_TYPES:
+        tasks.jmp_call(cpu, sel, lo, hi, attr, tasks.CALL, d.next)
+        return
     raise CpuFault(GP, sel & 0xFFFC)
 
 
@@ -473,10 +481,10 @@ def _retf(cpu, d):
     imm = d.imm
     t_eip = cpu.peek(0, size)
     t_cs = cpu.peek(size, size) & 0xFFFF
-    if not cpu.protected:
+    if not cpu.protected or cpu.eflags & VM:
         if t_eip > cpu.seg_hi[CS]:
             raise CpuFault(GP, 0)
-        segments.load_real(cpu, CS, t_cs)
+        segments.load_plain(cpu, CS, t_cs)
         cpu.eip = t_eip
         sp_add(cpu, 2 * size + imm)
         return
@@ -510,7 +518,10 @@ register("RETF", "Iw", _retf)
 
 # =========================================================== interrupts
 def _int_ib(cpu, d):
-    """INT imm8: a software interrupt (the gate DPL is checked against CPL)."""
+    """INT imm8: a software interrupt (the gate DPL is checked against CPL).
+    In VM86 it is IOPL-sensitive: #GP(0) unless IOPL is 3 (CD 03 included;
+    the one-byte INT3, INTO and INT1 are not sensitive)."""
+    vm86_iopl3(cpu)
     interrupts.deliver(cpu, d.imm, None, d.next, external=False, soft=True)
 
 
@@ -527,7 +538,7 @@ def _into(cpu, d):
 def _int1(cpu, d):
     """INT1 / ICEBP (F1): vector 1 as a trap, without the gate DPL check of
     INT n."""
-    interrupts.deliver(cpu, 1, None, d.next, external=False, soft=False)
+    interrupts.deliver(cpu, 1, None, d.next, external=False, soft=False, insn=True)
 
 
 register("INT", "Ib", _int_ib)
@@ -560,10 +571,21 @@ def iret_mask(cpu, osz: int) -> int:
 
 def _iret(cpu, d):
     """IRET / IRETD.  Real mode; protected mode to the same ring or to an
-    outer ring (pops ESP and SS, nulls data segments the new CPL may not use).
-    NT set (task return) and a return to VM86 raise #GP(0): task switches and
-    virtual-8086 mode are not modelled."""
+    outer ring (pops ESP and SS, nulls data segments the new CPL may not use);
+    from CPL 0 to virtual-8086 mode; inside VM86 (IOPL 3 only).  NT set in
+    protected mode: a task return (``tasks.iret``).  Every IRET ends NMI
+    blocking first (as Bochs does, and as the SDM's "until the next
+    execution of IRET" and VT-x's "NMI unblocking due to IRET" describe:
+    the unblocking stands even when the IRET then faults)."""
     size = d.osz
+    if cpu.nmi_blocked:                  # any IRET ends NMI blocking, even one that faults
+        cpu.unblock_nmi()
+    if cpu.eflags & VM:
+        _iret_in_vm86(cpu, size)
+        return
+    if cpu.protected and materialize(cpu) & NT:
+        tasks.iret(cpu, d.next)          # return to the task in the back link (nothing popped)
+        return
     t_eip = cpu.peek(0, size)
     t_cs = cpu.peek(size, size) & 0xFFFF
     t_fl = cpu.peek(2 * size, size)
@@ -575,10 +597,9 @@ def _iret(cpu, d):
         sp_add(cpu, 3 * size)
         cpu.set_eflags(t_fl, _IRET_REAL32 if size == 4 else 0xFFFF)
         return
-    if materialize(cpu) & NT:
-        raise CpuFault(GP, 0)            # nested-task return: not modelled
     if size == 4 and t_fl & VM and cpu.cpl == 0:
-        raise CpuFault(GP, 0)            # return to virtual-8086 mode: not modelled
+        _iret_to_vm86(cpu, t_eip, t_cs, t_fl)
+        return
     lo, hi, addr, attr = _code_or_fault(cpu, t_cs)
     _check_return_code(cpu, t_cs, attr)
     limit = segments.desc_limit(lo, hi)
@@ -603,6 +624,40 @@ def _iret(cpu, d):
     segments.load_ss(cpu, t_ss, cpl=rpl)
     cpu.regs[4] = _outer_esp(cpu, t_esp)
     segments.revalidate_data_segments(cpu)
+
+
+def _iret_to_vm86(cpu, t_eip: int, t_cs: int, t_fl: int) -> None:
+    """IRETD at CPL 0 with VM set in the popped EFLAGS (SDM vol. 2, IRET:
+    RETURN-TO-VIRTUAL-8086-MODE): ESP, SS, ES, DS, FS, GS follow EIP, CS,
+    EFLAGS on the stack (a dword each, selectors in the low word); every
+    flag is restored, VM and IOPL included; the six segment registers are
+    loaded VM86 style; CPL becomes 3.  The new EIP must lie within the new
+    CS limit (0xFFFF), else #GP(0) before anything changes."""
+    esp, ss, es, ds, fs, gs = (cpu.peek(12 + 4 * i, 4) for i in range(6))
+    if t_eip > 0xFFFF:
+        raise CpuFault(GP, 0)
+    cpu.set_eflags(t_fl, M32)
+    segments.enter_vm86_segments(cpu, (es, t_cs, ss, ds, fs, gs))
+    cpu.regs[4] = esp
+    cpu.eip = t_eip
+
+
+def _iret_in_vm86(cpu, size: int) -> None:
+    """IRET in virtual-8086 mode (SDM vol. 2, IRET:
+    RETURN-FROM-VIRTUAL-8086-MODE): #GP(0) unless IOPL is 3; then a
+    real-mode style return that leaves VM and IOPL (and VIF/VIP) alone and
+    requires the new EIP within the CS limit."""
+    vm86_iopl3(cpu)
+    t_eip = cpu.peek(0, size)
+    t_cs = cpu.peek(size, size) & 0xFFFF
+    t_fl = cpu.peek(2 * size, size)
+    if t_eip > 0xFFFF:
+        raise CpuFault(GP, 0)
+    segments.load_vm86(cpu, CS, t_cs)
+    cpu.eip = t_eip
+    sp_add(cpu, 3 * size)
+    mask = EFLAGS_WRITABLE & ~(VM | IOPL)
+    cpu.set_eflags(t_fl, mask if size == 4 else mask & 0xFFFF)
 
 
 register("IRET", "", _iret)
@@ -634,11 +689,12 @@ _FLAT_DATA3 = 0xC0F3
 def _sysenter(cpu, d):
     """SYSENTER (SDM vol. 2): #GP(0) outside protected mode or with a null
     IA32_SYSENTER_CS; flat ring-0 CS/SS caches from the MSR, ESP/EIP from
-    the MSRs; VM, IF and RF cleared."""
+    the MSRs; VM, IF and RF cleared (from VM86 too: DS, ES, FS and GS keep
+    their VM86 caches, as on hardware)."""
     cs = cpu.msr.get(MSR_SYSENTER_CS, 0) & 0xFFFF
     if not cpu.protected or not cs & 0xFFFC:
         raise CpuFault(GP, 0)
-    cpu.set_eflags(0, IF | RF)
+    cpu.set_eflags(0, VM | IF | RF)
     segments.set_cache(cpu, CS, cs & 0xFFFC, 0, M32, _FLAT_CODE0)
     segments.set_cache(cpu, SS_SEG, (cs & 0xFFFC) + 8, 0, M32, _FLAT_DATA0)
     cpu.set_cpl(0)

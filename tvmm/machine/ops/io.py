@@ -4,13 +4,15 @@ Ports are reached through ``cpu.io.port_in(port, size)`` and
 ``cpu.io.port_out(port, size, value)``; the port number is an immediate byte
 or DX, zero-extended.
 
-Protection (SDM vol. 1, 19.5): in protected mode with CPL > IOPL, every bit of
-the I/O permission bitmap of the current 32-bit TSS covering ports
+Protection (SDM vol. 1, 19.5): in protected mode with CPL > IOPL, and in
+virtual-8086 mode whatever IOPL is (SDM vol. 3, 20.2.8.1), every bit of the
+I/O permission bitmap of the current 32-bit TSS covering ports
 ``port .. port + size - 1`` must be clear, else #GP(0).  The bitmap offset is
 the word at TSS+0x66; like the processor, the check reads two bitmap bytes,
-both of which must lie within the TSS limit.  A 16-bit TSS has no bitmap
-(#GP(0)).  Real mode: always allowed.  Virtual-8086 mode is not modelled.
-All checks happen before any port is touched.
+both of which must lie within the TSS limit (a bitmap offset at or beyond
+the limit therefore denies every port).  A 16-bit TSS has no bitmap
+(#GP(0)).  Real mode: always allowed.  All checks happen before any port is
+touched.
 
 INS writes ES:eDI, OUTS reads ``d.seg``:eSI (DS or an override); both use the
 REP engine of string.py (one iteration per element, no bulk path: each
@@ -20,7 +22,7 @@ before it reads the port, so a faulting INS does not consume device data.
 
 from __future__ import annotations
 
-from ..consts import DF, ES, GP, IOPL, M32
+from ..consts import DF, ES, GP, IOPL, M32, VM
 from ..errors import CpuFault
 from ..registry import register
 from .common import set_reg
@@ -31,7 +33,9 @@ _TSS32 = (0x9, 0xB)
 
 def check_io(cpu, port: int, size: int) -> None:
     """Raise #GP(0) unless the current privilege may access ``size`` ports at ``port``."""
-    if not cpu.protected or cpu.cpl <= (cpu.eflags & IOPL) >> 12:
+    if not cpu.protected:
+        return
+    if not cpu.eflags & VM and cpu.cpl <= (cpu.eflags & IOPL) >> 12:
         return
     base, limit = cpu.tr_base, cpu.tr_limit
     if (cpu.tr_attr & 0xF) not in _TSS32 or limit < 0x67:

@@ -17,7 +17,7 @@ Invariants:
 from __future__ import annotations
 
 from .. import segments
-from ..consts import ES, FS, GS, DS, CS, IF, IOPL, M32, RF, SS, SS_SEG
+from ..consts import ES, FS, GS, DS, CS, GP, IF, IOPL, M32, RF, SS, SS_SEG, VM
 from ..cpu import EFLAGS_WRITABLE, u32_from
 from ..errors import CpuFault
 from ..flags import materialize
@@ -219,8 +219,18 @@ register("POPA", "", _popa)
 _VM_RF = (1 << 17) | RF
 
 
+def vm86_iopl3(cpu) -> None:
+    """The IOPL-sensitive instructions of virtual-8086 mode (PUSHF, POPF,
+    INT n, IRET; CLI/STI by their CPL check): #GP(0) unless IOPL is 3, so
+    the VM86 monitor can emulate them (SDM vol. 3, 20.2.7; no VME)."""
+    if cpu.eflags & VM and cpu.eflags & IOPL != IOPL:
+        raise CpuFault(GP, 0)
+
+
 def _pushf(cpu, d):
-    """PUSHF/PUSHFD: the image has VM and RF clear (SDM vol. 2, PUSHF)."""
+    """PUSHF/PUSHFD: the image has VM and RF clear (SDM vol. 2, PUSHF); in
+    VM86 only with IOPL 3."""
+    vm86_iopl3(cpu)
     v = materialize(cpu)
     if d.osz == 4:
         cpu.push(v & ~_VM_RF & M32, 4)
@@ -229,10 +239,11 @@ def _pushf(cpu, d):
 
 
 def popf_mask(cpu, osz: int) -> int:
-    """EFLAGS bits POPF may write (SDM vol. 2, POPF; VM86 is not modelled):
-    CPL 0 (or real mode): every writable flag; CPL > 0: not IOPL, and not IF
-    unless CPL <= IOPL.  16-bit forms touch bits 0-15 only."""
-    mask = EFLAGS_WRITABLE
+    """EFLAGS bits POPF may write (SDM vol. 2, POPF): never VM; CPL 0 (or
+    real mode): every other writable flag; CPL > 0: not IOPL, and not IF
+    unless CPL <= IOPL (in VM86, CPL 3 with IOPL 3: IF but not IOPL).  16-bit
+    forms touch bits 0-15 only."""
+    mask = EFLAGS_WRITABLE & ~VM
     cpl = cpu.cpl
     if cpl:
         mask &= ~IOPL
@@ -244,7 +255,9 @@ def popf_mask(cpu, osz: int) -> int:
 
 
 def _popf(cpu, d):
-    """POPF/POPFD; the 32-bit form clears RF; VM is never written."""
+    """POPF/POPFD; the 32-bit form clears RF; VM is never written; in VM86
+    only with IOPL 3."""
+    vm86_iopl3(cpu)
     size = d.osz
     v = cpu.peek(0, size)
     mask = popf_mask(cpu, size)

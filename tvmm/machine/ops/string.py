@@ -51,7 +51,7 @@ def must_yield(cpu) -> bool:
     """True when the run loop has to see the CPU before the next iteration
     (only meaningful while ``cpu.attention`` is set)."""
     return bool(cpu.stop_request is not None or cpu.pending_db or cpu.halted
-                or (cpu.intr and cpu.eflags & IF))
+                or (cpu.intr and cpu.eflags & IF) or (cpu.nmi_pending and not cpu.nmi_blocked))
 
 
 def _resume_here(cpu, d) -> None:

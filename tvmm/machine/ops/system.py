@@ -2,7 +2,7 @@
 pointer loads, descriptor tables (SGDT/SIDT/LGDT/LIDT/SLDT/STR/LLDT/LTR),
 descriptor probes (LAR/LSL/VERR/VERW/ARPL), control and debug registers,
 SMSW/LMSW/CLTS, INVLPG/INVD/WBINVD, the time-stamp counter, MSRs, CPUID,
-HLT, CLI/STI, UD2, and the x87 escapes (ESC, WAIT).
+HLT, CLI/STI and UD2 (the x87 escapes and WAIT are in ``x87.py``).
 
 Invariants:
 - Precise exceptions: every privilege, mode and descriptor check happens
@@ -13,30 +13,32 @@ Invariants:
 - The privileged operations themselves (CR0/CR3/CR4 reads and writes,
   INVLPG, HLT, CPUID, RDMSR/WRMSR) go through ``cpu.ops`` (``native.py``)
   after the architectural checks; the handlers have no other code path.
-- Instructions the SDM says are "not recognized in real-address mode"
-  (SLDT STR LLDT LTR VERR VERW LAR LSL ARPL) raise #UD there.
+- Instructions the SDM says are "not recognized in real-address mode" and
+  in virtual-8086 mode (SLDT STR LLDT LTR VERR VERW LAR LSL ARPL) raise #UD
+  there.  Everything "CPL 0 only" is #GP(0) in VM86, where CPL is 3; CLI
+  and STI are IOPL-sensitive there by the same CPL <= IOPL rule.
 - The time-stamp counter *is* the instruction count (determinism): it reads
   ``instructions retired before this one + cpu.tsc_offset``.  The run loop
   adds a block's count to ``cpu.icount`` only when the block ends, so the
   position of the instruction inside the running block is added here (see
   ``_tsc``).
-- The CPU is a Pentium Pro-class part *without* an FPU (CR0.EM behaviour):
-  every x87 escape raises #NM; CPUID advertises only what tvmm implements.
+- CPUID advertises only what tvmm implements.
 - Segment selectors stored to a 32-bit register are zero-extended (P6
   behaviour); stored to memory they are always 16 bits.
 
 Not modelled: the VME/PVI virtual interrupt flags (CR4 refuses them), PAE,
-MTRRs, machine checks, performance counters (RDPMC reads 0), and task
-switches (LTR only loads TR).
+MTRRs, machine checks, counting by the performance counters (RDPMC reads
+what WRMSR left in PERFCTR0/1).  (LTR only loads TR and marks it busy;
+task switches themselves are ``tasks.py``.)
 """
 
 from __future__ import annotations
 
 from .. import debug, segments
-from ..consts import (AF, CF, CR0_CD, CR0_MP, CR0_NW, CR0_PE, CR0_PG, CR0_TS, CR0_VALID, CR4_DE,
+from ..consts import (AF, CF, CR0_CD, CR0_NW, CR0_PE, CR0_PG, CR0_TS, CR0_VALID, CR4_DE,
                       CR4_PCE, CR4_TSD, CR4_VALID, DB, DESC_CODE, DESC_CONFORMING, DESC_P, DESC_RW,
-                      DESC_S, DF, DR6_BD, DR6_FIXED, DR7_GD, GP, IF, IOPL, M32, NM, NP, PF, SF,
-                      SS_SEG, SYS_LDT, SYS_TSS16_AVAIL, SYS_TSS32_AVAIL, UD, ZF)
+                      DESC_S, DF, DR6_BD, DR6_FIXED, DR7_GD, GP, IF, IOPL, M32, MSR_PERFCTR0, NP, PF, SF,
+                      SS_SEG, SYS_LDT, SYS_TSS16_AVAIL, SYS_TSS32_AVAIL, UD, VM, ZF)
 from ..errors import CpuFault
 from ..flags import get_cf, materialize, set_arith
 from ..registry import raise_ud, register
@@ -53,9 +55,9 @@ def _cpl0(cpu) -> None:
 
 
 def _pmode(cpu) -> None:
-    """#UD outside protected mode, for the instructions the SDM lists as
-    "not recognized in real-address mode"."""
-    if not cpu.protected:
+    """#UD outside protected mode proper, for the instructions the SDM lists
+    as "not recognized in real-address mode" and "in virtual-8086 mode"."""
+    if not cpu.protected or cpu.eflags & VM:
         raise CpuFault(UD)
 
 
@@ -670,14 +672,16 @@ def _rdtsc(cpu, d):
 
 
 def _rdpmc(cpu, d):
-    """RDPMC: #GP(0) unless CPL 0 or CR4.PCE, or when ECX names a counter
-    the P6 does not have (only 0 and 1); the counters are not modelled and
-    read 0."""
+    """RDPMC: #GP(0) unless CPL 0 or CR4.PCE (VM86 included), or when ECX
+    names a counter the P6 does not have (only 0 and 1).  EDX:EAX = the
+    40-bit PERFCTR0/1 MSR: what software last wrote there, since no event
+    is counted (the counters exist but stand still)."""
     if cpu.cpl and not cpu.cr4 & CR4_PCE:
         raise CpuFault(GP, 0)
-    if cpu.regs[1] > 1:
+    ecx = cpu.regs[1]
+    if ecx > 1:
         raise CpuFault(GP, 0)
-    _set_edx_eax(cpu, 0)
+    _set_edx_eax(cpu, cpu.msr.get(MSR_PERFCTR0 + ecx, 0))
 
 
 def _rdmsr(cpu, d):
@@ -711,19 +715,6 @@ def _cpuid(cpu, d):
 register("CPUID", "", _cpuid)
 
 
-# ============================================================ #UD and x87
-def _esc(cpu, d):
-    """x87 escape (D8-DF): #NM, as on a CPU with CR0.EM=1 and no FPU.  The
-    memory operand is decoded (for the length) but never accessed."""
-    raise CpuFault(NM)
-
-
-def _wait(cpu, d):
-    """WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set, else a no-op."""
-    if cpu.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS:
-        raise CpuFault(NM)
-
-
+# ===================================================================== #UD
+# (the x87 escapes D8-DF, WAIT and FXSAVE/FXRSTOR are in ops/x87.py)
 register("UD2", "", raise_ud)
-register("ESC", "Ev", _esc)
-register("WAIT", "", _wait)

@@ -10,6 +10,10 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 
+# Kinds that stand out in the table: an NMI is rare and always worth seeing.
+_KIND_STYLE = {"nmi": "bold red", "task-switch": "bold"}
+
+
 class EventsPane(Vertical):
     def compose(self):
         yield Static(id="event-counts")
@@ -50,7 +54,8 @@ class EventsPane(Vertical):
         table = self.query_one(DataTable)
         table.clear()
         for e in events[:200]:
-            table.add_row(str(e.seq), str(e.icount), Text(self._label(e)), Text(e.detail[:60]), key=str(e.seq))
+            table.add_row(str(e.seq), str(e.icount), Text(self._label(e), style=_KIND_STYLE.get(e.kind, "")),
+                          Text(e.detail[:60]), key=str(e.seq))
 
     def _label(self, e) -> str:
         cpu = f"cpu{e.vcpu}" if e.guest in self._smp else ""

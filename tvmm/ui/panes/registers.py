@@ -15,6 +15,13 @@ from textual.widgets import Static
 FLAGS = [(0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"), (10, "DF"), (11, "OF")]
 
 
+
+def _mode(regs) -> str:
+    """real, prot, or v86 (EFLAGS.VM: virtual-8086 mode inside protected mode)."""
+    if regs.eflags & 0x20000:
+        return "v86"
+    return "prot" if regs.protected else "real"
+
 class RegistersPane(Static):
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -59,7 +66,7 @@ class RegistersPane(Static):
         lines.append(Text(status, style="bold", no_wrap=True, overflow="ellipsis"))
         for a, b in (("eax", "ebx"), ("ecx", "edx"), ("esi", "edi"), ("ebp", "esp")):
             line(f"{a} ", (a, 8), f"  {b} ", (b, 8))
-        line("eip ", ("eip", 8), f"  cpl {regs.cpl} {'prot' if regs.protected else 'real'}")
+        line("eip ", ("eip", 8), f"  cpl {regs.cpl} {_mode(regs)}")
         line("efl ", ("eflags", 8), " " + " ".join(n for bit, n in FLAGS if regs.eflags >> bit & 1))
         line("cr0 ", ("cr0", 8), "  cr2 ", ("cr2", 8))
         line("cr3 ", ("cr3", 8), "  cr4 ", ("cr4", 8))
