@@ -341,11 +341,9 @@ class _Unit:
             self.raw(["SYNC_IN"])
 
 
-def _ea_lines(d, write: bool, flat: bool, em: _Unit) -> list[str]:
-    """Lines leaving the linear address of ``d``'s memory operand in ``lin``."""
-    a = d.addr
-    if not flat or a is None:
-        return [f"lin = {em.const('eaw' if write else 'ea', d.eaw if write else d.ea)}(cpu)"]
+def _offset(a) -> str:
+    """The offset of decoded operand ``a`` (``Address``) as an expression
+    over ``regs``, wrapped to the address size."""
     terms = []
     if a.base is not None:
         terms.append(f"regs[{a.base}]")
@@ -354,11 +352,18 @@ def _ea_lines(d, write: bool, flat: bool, em: _Unit) -> list[str]:
     mask = 0xFFFFFFFF if a.a32 else 0xFFFF
     disp = a.disp & mask
     if not terms:
-        off = f"{disp:#x}"
-    else:
-        if disp:
-            terms.append(f"{disp:#x}")
-        off = f"({' + '.join(terms)}) & {mask:#x}" if (len(terms) > 1 or not a.a32) else terms[0]
+        return f"{disp:#x}"
+    if disp:
+        terms.append(f"{disp:#x}")
+    return f"({' + '.join(terms)}) & {mask:#x}" if (len(terms) > 1 or not a.a32) else terms[0]
+
+
+def _ea_lines(d, write: bool, flat: bool, em: _Unit) -> list[str]:
+    """Lines leaving the linear address of ``d``'s memory operand in ``lin``."""
+    a = d.addr
+    if not flat or a is None:
+        return [f"lin = {em.const('eaw' if write else 'ea', d.eaw if write else d.ea)}(cpu)"]
+    off = _offset(a)
     if a.seg in (0, 2, 3):          # ES, SS, DS: flat
         return [f"lin = {off}"]
     hi = "cpu.seg_whi" if write else "cpu.seg_hi"
@@ -700,17 +705,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 abort_check(i)
         elif kind == "lea":
             if flat:
-                a = d.addr
-                terms = []
-                if a.base is not None:
-                    terms.append(f"regs[{a.base}]")
-                if a.index is not None:
-                    terms.append(f"(regs[{a.index}] << {a.scale})" if a.scale else f"regs[{a.index}]")
-                mask = 0xFFFFFFFF if a.a32 else 0xFFFF
-                disp = a.disp & mask
-                if disp or not terms:
-                    terms.append(f"{disp:#x}")
-                off = f"({' + '.join(terms)}) & {mask:#x}" if len(terms) > 1 or not a.a32 else terms[0]
+                off = _offset(d.addr)
             else:
                 off = em.const("eoff", d.eoff) + "(cpu)"
             if d.osz == 4:
