@@ -151,3 +151,19 @@ def test_guests_from_a_configuration_file(tmp_path):
     assert "one| memory: 16 MiB" in r.stdout and "two| memory: 24 MiB" in r.stdout
     bad = tvmm("run", "--headless", "--config", str(tmp_path / "missing.toml"))
     assert bad.returncode == 2 and "no such configuration file" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_a_guest_waiting_for_an_interrupt_no_device_will_raise_is_named(tmp_path):
+    """sti; hlt with no timer armed (the PIC and PIT never programmed): the run
+    ends, as a deliberate cli; hlt does, but says why the guest stopped."""
+    import struct
+    waits = tmp_path / "waits.bin"
+    magic, flags = 0x1BADB002, 0x00010000
+    waits.write_bytes(struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF, 0x100000, 0x100000,
+                                  0, 0, 0x100020) + b"\xfb\xf4")
+    r = tvmm("run", "--headless", str(waits))
+    assert r.returncode == 0
+    assert r.stderr == "tvmm run: guest guest0 halted with no interrupt to come " \
+                       "(no device timer armed, nothing can wake it)\n"
+    r = tvmm("run", "--headless", "--guest", f"name=w,kernel={waits}", "--guest", f"name=h,kernel={HELLO}")
+    assert r.returncode == 0 and r.stderr.count("\n") == 1 and "guest w halted" in r.stderr

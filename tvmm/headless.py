@@ -590,6 +590,11 @@ def _finish(monitor: Monitor, args, status, reported=frozenset()) -> int:
     if crashed:
         return 1
     for g in monitor.guests:
+        stop = g.last_stop
+        if g.state == HALTED and stop is not None and stop.data.get("interrupts_enabled"):
+            # not a deliberate cli; hlt: the guest waits for an interrupt no device will raise
+            print(f"{_prog}: guest {g.name} {g.reason}", file=sys.stderr)
+    for g in monitor.guests:
         if g.state == EXITED:
             return g.exit_status
     assert all(g.state in (HALTED, EXITED) for g in monitor.guests)

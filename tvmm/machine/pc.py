@@ -273,7 +273,8 @@ class PC:
             if stop.kind == StopKind.HALTED:
                 deadline = clock.next_deadline()
                 if deadline is None or not cpu.eflags & IF:
-                    return stop                  # nothing can ever wake it
+                    # nothing can ever wake it: no device event is due, or it cannot take one
+                    return Stop(StopKind.HALTED, stop.detail, {"interrupts_enabled": bool(cpu.eflags & IF)})
                 skip = min(deadline, end) - self.now()
                 if skip > 0:
                     self.idle += skip
@@ -303,7 +304,7 @@ class PC:
                 if not ready:
                     if deadline is None or not any(c.eflags & IF and not c.wait_sipi and c.dead is None
                                                    for c in cpus):
-                        return Stop(StopKind.HALTED, "every processor halted: nothing will wake them")
+                        return self._halted_for_good()
                     self.idle += min(deadline, end) - now
                     self.quantum_end = None
                     continue
@@ -321,9 +322,14 @@ class PC:
                     if deadline is None or not any(c.eflags & IF and not c.wait_sipi and c.dead is None
                                                    for c in cpus):
                         # halted for good now, not at the next budget (replays stop at this time)
-                        return Stop(StopKind.HALTED, "every processor halted: nothing will wake them")
+                        return self._halted_for_good()
                 continue
             return stop
+
+    def _halted_for_good(self) -> Stop:
+        enabled = any(c.eflags & IF and not c.wait_sipi and c.dead is None for c in self.cpus)
+        return Stop(StopKind.HALTED, "every processor halted: nothing will wake them",
+                    {"interrupts_enabled": enabled})
 
     def step_cpu(self, index: int) -> Stop:
         """One instruction of processor ``index`` alone (a debugger's step

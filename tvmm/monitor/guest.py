@@ -44,6 +44,8 @@ def state_after(stop: Stop, exit_status: int | None) -> tuple[str, str]:
     by monitored guests and ``tvmm run --bare``."""
     kind = stop.kind
     if kind == StopKind.HALTED:
+        if stop.data.get("interrupts_enabled"):
+            return HALTED, "halted with no interrupt to come (no device timer armed, nothing can wake it)"
         return HALTED, "halted with interrupts disabled (nothing can wake it)"
     if kind == StopKind.REQUEST and exit_status is not None:
         return EXITED, f"debug-exit status {exit_status}"

@@ -96,6 +96,35 @@ def test_aout_kludge_and_modules(tmp_path):
     assert mem.read_bytes(m_str, 11) == b"initrd arg\0"
 
 
+def test_information_structure_never_overwrites_the_kernel():
+    """kvm-unit-tests' realmode is linked at 0x8000 over 0x9000, where the structure usually goes."""
+    body = mb_header() + KERNEL_CODE + bytes(range(256)) * 32        # 8 KiB + 24: 0x8000..0xA018
+    image = elf32(body, paddr=0x8000, entry=0x8000 + 12)
+    mem, cpu, info = boot(image)
+    assert mem.read_bytes(0x8000, len(body)) == body                  # the kernel's bytes, intact
+    assert not (0x8000 - 0x1000 < info.info_addr < 0x8000 + len(body))
+    assert info.info_addr < 0x9F000 and info.info_addr % 0x1000 == 0
+    assert cpu.regs[3] == info.info_addr
+    assert cpu.run(100).kind == StopKind.HALTED
+    ebx = mem.read(0x5000, 4)
+    assert ebx == info.info_addr and mem.read(ebx + 4, 4) == 639
+    assert mem.read_bytes(mem.read(ebx + 16, 4), 14) == b"console=ttyS0\0"
+
+
+def test_information_structure_goes_above_a_kernel_that_fills_low_memory():
+    image = elf32(mb_header() + KERNEL_CODE, paddr=0x1000, memsz=0x9F000 - 0x1000, entry=0x1000 + 12)
+    mem, cpu, info = boot(image)
+    assert info.info_addr >= 0x100000 and info.info_addr % 0x1000 == 0
+    assert cpu.run(100).kind == StopKind.HALTED
+    assert mem.read(0x5000, 4) == info.info_addr
+
+
+def test_structure_at_its_usual_place_when_free():
+    image = elf32(mb_header() + KERNEL_CODE, entry=LOAD + 12)
+    _mem, _cpu, info = boot(image)
+    assert info.info_addr == mb.INFO_ADDR
+
+
 @pytest.mark.parametrize("image,message", [
     (b"\x7fELF" + bytes(100), "no Multiboot header"),
     (bytes(64), "no Multiboot header"),

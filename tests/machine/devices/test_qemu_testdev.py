@@ -160,8 +160,14 @@ def test_testdev_irq_line_port_drives_isa_lines(testdev):
     bus.port_out(0x2004, 1, 0x80)
     bus.port_out(0x2004, 1, 0)
     assert levels[4] == [True, False]
-    bus.port_out(0x200E, 2, 1)                        # only byte writes are valid
-    assert lines[14].level is False
+    bus.port_out(0x200C, 1, 1)
+    bus.port_out(0x200B, 4, 1)                        # split into bytes: IRQ 11 up, 12-14 down
+    assert levels[11] == [True] and levels[12] == [True, False]
+    assert not any(dev.irq_levels[12:15])
+    bus.port_out(0x200D, 2, 0x0100)                   # byte 0 to 0x200D, byte 1 to 0x200E
+    assert lines[13].level is False and lines[14].level is True
+    bus.port_out(0x2016, 4, 0x01010101)               # bytes past 0x2017 are dropped
+    assert dev.irq_levels[22] is dev.irq_levels[23] is True
     bus.port_out(0x2014, 1, 1)                        # no such ISA line: ignored
     assert dev.irq_levels[20] is True
     assert bus.port_in(0x2004, 1) == 0

@@ -4,7 +4,8 @@
 header, loads it into guest-physical memory — ELF program headers at their
 *physical* addresses (pyelftools), or the a.out kludge addresses when header
 flag 16 is set — builds the Multiboot information structure (memory sizes, an
-E820-style memory map, command line, modules, boot loader name) and returns
+E820-style memory map, command line, modules, boot loader name) where it
+overlaps neither the kernel nor a module (``info_area``), and returns
 a ``BootInfo`` with the entry point and EBX.  ``enter(cpu, info)`` puts the
 CPU in the state the specification defines: protected mode, paging off, flat
 4 GiB CS/DS/ES/FS/GS/SS, EAX = 0x2BADB002, EBX = the information structure,
@@ -44,8 +45,9 @@ INFO_MODS = 1 << 3
 INFO_MMAP = 1 << 6
 INFO_LOADER_NAME = 1 << 9
 
-INFO_ADDR = 0x9000          # where the information structure and its strings go
-INFO_LIMIT = 0x9F000        # ... up to here (below the EBDA)
+INFO_ADDR = 0x9000          # where the information structure and its strings go, when free
+INFO_LOW = 0x1000           # the lowest address the information area may take (above the IVT and BDA)
+INFO_LIMIT = 0x9F000        # ... and the highest it may reach in low memory (below the EBDA)
 EBDA = 0x9FC00
 LOADER_NAME = b"tvmm\0"
 
@@ -174,7 +176,8 @@ def load(mem, path: str, cmdline: str = "", modules: list[tuple[str, str]] | Non
         mem.write_bytes(addr, data)
         placed.append((addr, addr + len(data), string))
         addr = (addr + len(data) + 0xFFF) & ~0xFFF
-    info_addr = build_info(mem, cmdline, placed)
+    taken = [(s.paddr, s.paddr + s.memsz) for s in segs] + [(a, e) for a, e, _s in placed]
+    info_addr = build_info(mem, cmdline, placed, taken)
     return BootInfo(entry=entry, info_addr=info_addr, kernel_end=kernel_end, modules=placed, cmdline=cmdline)
 
 
@@ -184,29 +187,60 @@ def memory_map(mem_size: int) -> list[tuple[int, int, int]]:
             (0x100000, mem_size - 0x100000, 1), (0xFFFC0000, 0x40000, 2)]
 
 
-def build_info(mem, cmdline: str, modules: list) -> int:
-    """Write the information structure at INFO_ADDR; returns its address."""
+def info_area(size: int, taken: list[tuple[int, int]], mem_size: int) -> int:
+    """Where an information area of ``size`` bytes goes: never over the kernel or a module.
+
+    INFO_ADDR when it is free (so every kernel that leaves it alone sees the same
+    layout), otherwise the lowest free page-aligned gap in low memory, otherwise
+    the first page above 1 MiB and above everything loaded.  A kernel linked over 0x9000 (as
+    kvm-unit-tests' realmode is) must not find its code overwritten.
+    """
+    def free(a: int) -> bool:
+        return all(a + size <= lo or a >= hi for lo, hi in taken)
+
+    candidates = [INFO_ADDR] + list(range(INFO_LOW, INFO_LIMIT - size + 1, 0x1000))
+    for a in candidates:
+        if a + size <= INFO_LIMIT and free(a):
+            return a
+    a = (max([0x100000] + [hi for _lo, hi in taken]) + 0xFFF) & ~0xFFF       # never in the EBDA or the hole
+    if a + size > mem_size:
+        raise BootError("no room in guest memory for the Multiboot information structure")
+    return a
+
+
+def build_info(mem, cmdline: str, modules: list, taken: list[tuple[int, int]] = ()) -> int:
+    """Write the information structure where ``info_area`` says; returns its address.
+
+    ``taken`` lists the [start, end) ranges the kernel and modules occupy.
+    """
     strings = bytearray()
-    base = INFO_ADDR + 0x400
+    cmd = cmdline.encode("latin-1", "replace") + b"\0"
+    mod_bytes = [s.encode("latin-1", "replace") + b"\0" for (_a, _e, s) in modules]
+    mmap_entries = memory_map(mem.size)
+    size = (0x400 + len(cmd) + len(LOADER_NAME) + sum(len(b) for b in mod_bytes) + 3
+            + 16 * len(modules) + 24 * len(mmap_entries))
+    if size > INFO_LIMIT - INFO_LOW:
+        raise BootError("command line and module strings are too long for the boot information area")
+    info_addr = info_area(size, list(taken), mem.size)
+    base = info_addr + 0x400
 
     def put(b: bytes) -> int:
         a = base + len(strings)
         strings.extend(b)
         return a
 
-    cmd_addr = put(cmdline.encode("latin-1", "replace") + b"\0")
+    cmd_addr = put(cmd)
     name_addr = put(LOADER_NAME)
-    mod_strs = [put(s.encode("latin-1", "replace") + b"\0") for (_a, _e, s) in modules]
+    mod_strs = [put(b) for b in mod_bytes]
     while len(strings) % 4:
         strings.append(0)
     mods_addr = base + len(strings)
     mods = b"".join(struct.pack("<IIII", a, e, sa, 0) for (a, e, _s), sa in zip(modules, mod_strs))
     strings.extend(mods)
     mmap_addr = base + len(strings)
-    mmap = b"".join(struct.pack("<IQQI", 20, b, ln, t) for b, ln, t in memory_map(mem.size))
+    mmap = b"".join(struct.pack("<IQQI", 20, b, ln, t) for b, ln, t in mmap_entries)
     strings.extend(mmap)
-    if base + len(strings) > INFO_LIMIT:
-        raise BootError("command line and module strings are too long for the boot information area")
+    assert 0x400 + len(strings) <= size
     flags = INFO_MEMORY | INFO_BOOTDEV | INFO_CMDLINE | INFO_MMAP | INFO_LOADER_NAME
     if modules:
         flags |= INFO_MODS
@@ -216,9 +250,9 @@ def build_info(mem, cmdline: str, modules: list) -> int:
                        len(modules), mods_addr if modules else 0, 0, 0, 0, 0)
     info += struct.pack("<II", len(mmap), mmap_addr)            # mmap_length, mmap_addr (offsets 44, 48)
     info += struct.pack("<IIIII", 0, 0, 0, name_addr, 0)       # drives, config, loader name, apm
-    mem.write_bytes(INFO_ADDR, info.ljust(0x58, b"\0"))
+    mem.write_bytes(info_addr, info.ljust(0x58, b"\0"))
     mem.write_bytes(base, bytes(strings))
-    return INFO_ADDR
+    return info_addr
 
 
 def enter(cpu, info: BootInfo) -> None:

@@ -40,8 +40,10 @@ as used by kvm-unit-tests):
   host mappings to drop), other widths are dropped; 0x2000-0x2017 the IRQ
   line port: an 8-bit write of v to 0x2000 + n sets ISA IRQ line n to
   ``v != 0`` through ``irq_line(n)`` (a callable returning the IrqLine, or
-  None for a line that does not exist; QEMU asserts n < 16), other widths are
-  dropped; and the 64 KiB "iomem" scratch RAM at physical 0xFF000000
+  None for a line that does not exist; QEMU asserts n < 16); a wider write is
+  split into byte writes at consecutive ports, as QEMU's memory core splits
+  accesses wider than a region's valid.max_access_size (kvm-unit-tests'
+  realmode sets IRQ 11 with ``outl`` to 0x200B, which also lowers 12-14); and the 64 KiB "iomem" scratch RAM at physical 0xFF000000
   (IOMEM_LEN is 0x10000 in QEMU, not 4 KiB), accesses of 1-4 bytes,
   little-endian, bytes past its end read 0.  QEMU gives the flush and IRQ
   ports no read handler; they read 0 here.
@@ -260,8 +262,13 @@ class PcTestdev:
             self.flushed_pages.append(value & PAGE_MASK)
             if self.on_flush_page is not None:
                 self.on_flush_page(value & PAGE_MASK)
-        elif TESTDEV_IRQ_BASE <= port < TESTDEV_IRQ_BASE + TESTDEV_IRQ_LINES and size == 1:
-            self._drive_irq(port - TESTDEV_IRQ_BASE, value != 0)
+        elif TESTDEV_IRQ_BASE <= port < TESTDEV_IRQ_BASE + TESTDEV_IRQ_LINES:
+            # QEMU's valid.max_access_size is 1 here, so its memory core splits a
+            # wider write into byte writes at consecutive ports (memory_access_size).
+            for i in range(size):
+                n = port - TESTDEV_IRQ_BASE + i
+                if n < TESTDEV_IRQ_LINES:
+                    self._drive_irq(n, (value >> (8 * i)) & 0xFF != 0)
 
     def _scratch_read(self, byte: int, size: int) -> int:
         return (self.ioport_data >> (8 * byte)) & _MASKS[size]
