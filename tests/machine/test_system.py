@@ -682,6 +682,7 @@ def test_rdtsc_is_the_instruction_count():
 def test_rdtsc_inside_a_hot_loop_counts_every_instruction(translate):
     m = Sys()
     m.cpu.translate_blocks = translate
+    m.cpu.hot = 8                             # translated after 8 of its 20 runs
     code = (mov_r32(ECX, 20)
             + b"\x46"                 # L: inc esi
             + b"\x0f\x31"             # rdtsc

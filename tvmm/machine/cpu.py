@@ -48,6 +48,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 u16_from = _U16.unpack_from
 u32_from = _U32.unpack_from
+pair_from = struct.Struct("<II").unpack_from
 p8_into = _U8.pack_into
 p16_into = _U16.pack_into
 p32_into = _U32.pack_into
@@ -147,6 +148,7 @@ class CPU:
         self.hot = HOT                             # executions before a block is compiled
         self._running_pfn = -1
         self.flat = False                          # ES/CS/SS/DS flat 32-bit (segments._flat)
+        self.nonflat = 0xF                         # bit n: segment n (ES CS SS DS) is not flat
         self.watch_vpns: set[int] = set()          # pages kept out of the TLB (data breakpoints)
         self.breakpoints: set[int] = set()         # debugger breakpoints, linear addresses
         self.watchpoints: list = []                # debugger watchpoints: (lin, len, kind)
@@ -526,6 +528,15 @@ class CPU:
             pa = lin + d
             return int.from_bytes(self.ram[pa:pa + size], "little")
         return self._rd_slow(lin, size, user=False)
+
+    def sys_read_pair(self, lin: int) -> tuple[int, int]:
+        """The two dwords of a descriptor or gate at ``lin`` (implicit supervisor
+        reads, as ``sys_read``): one RAM access when the TLB maps the page."""
+        lin &= M32
+        d = self._tlb_rs[lin >> 12]
+        if d is not None and (lin & 0xFFF) <= 0xFF8:
+            return pair_from(self.ram, lin + d)
+        return self.sys_read(lin, 4), self.sys_read(lin + 4, 4)
 
     def sys_write(self, lin: int, size: int, v: int) -> None:
         lin &= M32

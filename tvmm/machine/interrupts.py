@@ -73,8 +73,7 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
     if vector * 8 + 7 > cpu.idtr_limit:
         raise CpuFault(GP, vector * 8 + 2 + ext)
     addr = (cpu.idtr_base + vector * 8) & M32
-    lo = cpu.sys_read(addr, 4)
-    hi = cpu.sys_read(addr + 4, 4)
+    lo, hi = cpu.sys_read_pair(addr)
     gtype = (hi >> 8) & 0x1F
     if gtype == TASK_GATE:
         if soft and (hi >> 13) & 3 < cpu.cpl:
@@ -97,7 +96,7 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
     if not sel & 0xFFFC:
         raise CpuFault(GP, ext)
     clo, chi, caddr = segments.read_descriptor(cpu, sel)
-    cattr = segments.desc_attr(chi)
+    _cbase, climit, cattr = segments.parse(clo, chi)
     cdpl = segments.dpl(cattr)
     err_sel = (sel & 0xFFFC) + ext
     if not cattr & DESC_S or not cattr & DESC_CODE or cdpl > cpu.cpl:
@@ -107,7 +106,6 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
     vm86 = cpu.eflags & VM
     if vm86 and (cattr & DESC_CONFORMING or cdpl != 0):
         raise CpuFault(GP, err_sel)       # VM86 leaves only for a ring-0 non-conforming handler
-    climit = segments.desc_limit(clo, chi)
     if offset > climit:
         raise CpuFault(GP, 0)
     eflags = materialize(cpu)

@@ -59,31 +59,67 @@ def set_cache(cpu, seg: int, sel: int, base: int, limit: int, attr: int) -> None
 def _bounds(cpu, seg: int) -> None:
     attr = cpu.seg_attr[seg]
     limit = cpu.seg_limit[seg]
-    top = 0xFFFFFFFF if attr & ATTR_DB else 0xFFFF
-    if not attr & DESC_P and cpu.protected:
-        lo, hi, whi = 0, -1, -1
-    elif attr & DESC_S and not attr & DESC_CODE and attr & DESC_EXPDOWN:
-        lo, hi = limit + 1, top
-        whi = hi if attr & DESC_RW else -1
-    else:
-        lo, hi = 0, limit
-        if attr & DESC_CODE:
-            whi = -1 if cpu.protected else hi      # real mode: every segment is writable
-            if not attr & DESC_RW and cpu.protected and seg != CS:
-                # Execute-only code is unreadable through DS/ES/FS/GS.  CS keeps
-                # its limit as the read bound because fetch and branch checks
-                # use it (so CS-override reads of execute-only code are
-                # allowed: a documented simplification).
-                hi = -1
-        else:
-            whi = hi if (attr & DESC_RW or not cpu.protected) else -1
-    cpu.seg_lo[seg], cpu.seg_hi[seg], cpu.seg_whi[seg] = lo, hi, whi
+    key = (attr, limit, cpu.protected, seg == CS)
+    b = _BOUNDS.get(key)
+    if b is None:
+        if len(_BOUNDS) >= MEMO_MAX:
+            _BOUNDS.clear()
+        b = _BOUNDS[key] = _compute_bounds(attr, limit, cpu.protected, seg == CS)
+    cpu.seg_lo[seg], cpu.seg_hi[seg], cpu.seg_whi[seg], full = b
     if seg == CS:
         cpu.code32 = bool(attr & ATTR_DB)
     elif seg == SS_SEG:
         cpu.stack32 = bool(attr & ATTR_DB)
     if seg <= 3:
-        _flat(cpu)
+        if full and not cpu.seg_base[seg]:
+            cpu.nonflat &= ~(1 << seg)
+        else:
+            cpu.nonflat |= 1 << seg
+        cpu.flat = cpu.code32 and cpu.stack32 and not cpu.nonflat
+
+
+# Memos of pure functions of a descriptor (segment loads are hot: a system
+# call through xv6's trap path loads six); cleared when they grow past this.
+MEMO_MAX = 4096
+_BOUNDS: dict[tuple, tuple[int, int, int, bool]] = {}
+_PARSED: dict[tuple[int, int], tuple[int, int, int]] = {}
+
+
+def _compute_bounds(attr: int, limit: int, protected: bool, is_cs: bool) -> tuple[int, int, int, bool]:
+    """(lo, hi, whi, full) for a cache entry (see the module docstring);
+    ``full``: every offset readable, and writable unless this is CS."""
+    lo, hi, whi = _limits(attr, limit, protected, is_cs)
+    return lo, hi, whi, lo == 0 and hi == _FULL and (is_cs or whi == _FULL)
+
+
+def _limits(attr: int, limit: int, protected: bool, is_cs: bool) -> tuple[int, int, int]:
+    top = 0xFFFFFFFF if attr & ATTR_DB else 0xFFFF
+    if not attr & DESC_P and protected:
+        return 0, -1, -1
+    if attr & DESC_S and not attr & DESC_CODE and attr & DESC_EXPDOWN:
+        return limit + 1, top, (top if attr & DESC_RW else -1)
+    hi = limit
+    if attr & DESC_CODE:
+        whi = -1 if protected else hi      # real mode: every segment is writable
+        if not attr & DESC_RW and protected and not is_cs:
+            # Execute-only code is unreadable through DS/ES/FS/GS.  CS keeps
+            # its limit as the read bound because fetch and branch checks
+            # use it (so CS-override reads of execute-only code are
+            # allowed: a documented simplification).
+            hi = -1
+    else:
+        whi = hi if (attr & DESC_RW or not protected) else -1
+    return 0, hi, whi
+
+
+def parse(lo: int, hi: int) -> tuple[int, int, int]:
+    """(base, limit, attr) of the descriptor whose dwords are ``lo``, ``hi``."""
+    p = _PARSED.get((lo, hi))
+    if p is None:
+        if len(_PARSED) >= MEMO_MAX:
+            _PARSED.clear()
+        p = _PARSED[(lo, hi)] = (desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+    return p
 
 
 _FULL = 0xFFFFFFFF
@@ -92,7 +128,9 @@ _FULL = 0xFFFFFFFF
 def _flat(cpu) -> None:
     """``cpu.flat``: ES, CS, SS and DS are flat 32-bit segments (base 0,
     every offset readable, and writable for ES, SS and DS), so translated
-    code may use offsets as linear addresses (see translate.py)."""
+    code may use offsets as linear addresses (see translate.py).  ``_bounds``
+    keeps it current incrementally through ``cpu.nonflat`` (bit n: segment n
+    is not flat); this is the definition it must agree with."""
     b, lo, hi, whi = cpu.seg_base, cpu.seg_lo, cpu.seg_hi, cpu.seg_whi
     cpu.flat = (cpu.code32 and cpu.stack32 and not (b[0] | b[1] | b[2] | b[3] | lo[0] | lo[1] | lo[2] | lo[3])
                 and hi[0] == hi[1] == hi[2] == hi[3] == _FULL and whi[0] == whi[2] == whi[3] == _FULL)
@@ -152,7 +190,8 @@ def read_descriptor(cpu, sel: int, vector: int = GP) -> tuple[int, int, int]:
     if index + 7 > limit:
         raise CpuFault(vector, sel & 0xFFFC)
     addr = (base + index) & 0xFFFFFFFF
-    return cpu.sys_read(addr, 4), cpu.sys_read(addr + 4, 4), addr
+    lo, hi = cpu.sys_read_pair(addr)
+    return lo, hi, addr
 
 
 def set_accessed(cpu, addr: int, hi: int) -> int:
@@ -184,7 +223,7 @@ def load_data(cpu, seg: int, sel: int) -> None:
     if not attr & DESC_P:
         raise CpuFault(NP, err)
     hi = set_accessed(cpu, addr, hi)
-    set_cache(cpu, seg, sel, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+    set_cache(cpu, seg, sel, *parse(lo, hi))
 
 
 def load_ss(cpu, sel: int, cpl: int | None = None) -> None:
@@ -207,13 +246,13 @@ def load_ss(cpu, sel: int, cpl: int | None = None) -> None:
     if not attr & DESC_P:
         raise CpuFault(SS, err)
     hi = set_accessed(cpu, addr, hi)
-    set_cache(cpu, SS_SEG, sel, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+    set_cache(cpu, SS_SEG, sel, *parse(lo, hi))
 
 
 def load_cs(cpu, sel: int, lo: int, hi: int, addr: int, cpl: int) -> None:
     """Commit an already-checked code segment descriptor; CPL becomes ``cpl``."""
     hi = set_accessed(cpu, addr, hi)
-    set_cache(cpu, CS, (sel & 0xFFFC) | cpl, desc_base(lo, hi), desc_limit(lo, hi), desc_attr(hi))
+    set_cache(cpu, CS, (sel & 0xFFFC) | cpl, *parse(lo, hi))
     cpu.set_cpl(cpl)
 
 

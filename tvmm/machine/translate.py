@@ -70,7 +70,7 @@ from . import flags as lf
 from .errors import CpuFault
 from .flags import get_cf
 
-HOT = 8                 # executions before a block is translated
+HOT = 32                # executions before a block is translated (xv6 runs many blocks a few dozen times)
 MAX_TRACE = 64          # instructions in one translated unit
 M32 = 0xFFFFFFFF
 
