@@ -267,7 +267,7 @@ def test_the_callers_agree(case):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_tables())
 def test_prefetch_fills_what_the_processor_would_allow(case):
-    words, cr0, cr4, lin, _write, _user, a20 = case
+    words, cr0, cr4, lin, write, _user, a20 = case
     pde = words[PD + 4 * (lin >> 22)]
     if not pde & PTE_P or (pde & PTE_PS and cr4 & CR4_PSE):
         return                                            # prefetch follows a fault on a 4 KiB page
@@ -275,20 +275,23 @@ def test_prefetch_fills_what_the_processor_would_allow(case):
     shadow = ShadowMmu(gmem, ShadowPool(alloc, 16), lambda gpfn: 0)
     cpu = SimpleNamespace(invlpg=lambda gva: None, shadow_root=shadow.current)
     state = SimpleNamespace(vcr0=cr0, vcr3=PD, vcr4=cr4, a20=a20)
-    shadow._prefetch(cpu, state, lin, pde & 0xFFFFF000)
-    assert gmem_words(gmem, words) == words               # the guest's bits are not touched
+    shadow._prefetch(cpu, state, lin, pde & 0xFFFFF000, write)
     pti = (lin >> 12) & 0x3FF
+    expected = dict(words)                                # only the A bits of entries now cached change
     for i in range(max(0, pti - PREFETCH), pti + PREFETCH + 1):
         gva = (lin & 0xFFC00000) | (i << 12)
         entry = shadow.entry(gva)
-        pte = words.get(PT + 0x1000 * (lin >> 22) + 4 * i, 0)
+        pte_pa = (pde & 0xFFFFF000) + 4 * i
+        pte = words.get(pte_pa, 0)
         read = processor(words, cr0, cr4, gva, False, False)[0]
-        if i == pti or pte & (PTE_P | PTE_A) != PTE_P | PTE_A or isinstance(read, int) \
+        if i == pti or not pte & PTE_P or (write and not pte & PTE_A) or isinstance(read, int) \
                 or gmem.hpa_page((read[0] & a20) >> 12) is None:
             assert entry == 0
             continue
+        expected[pte_pa] = pte | PTE_A                    # set before caching, as a processor does
         assert entry & 0xFFFFF000 == gmem.hpa_page((read[0] & a20) >> 12)
         assert bool(entry & PTE_U) == (not isinstance(processor(words, cr0, cr4, gva, False, True)[0], int))
         sup_write_wp = processor(words, cr0 | CR0_WP, cr4, gva, True, False)[0]
         assert bool(entry & PTE_W) == (not isinstance(sup_write_wp, int) and bool(pte & PTE_D))
         assert bool(entry & PTE_G) == read[2]
+    assert gmem_words(gmem, words) == expected            # and the dirty bits are never set ahead

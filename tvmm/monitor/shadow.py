@@ -37,10 +37,15 @@ TLB, each store to it reaches the monitor, and the monitor drops the shadow
 entries derived from the entry written (a page-table write exit).  The
 shadows are then never staler than the guest's tables, which a real TLB is
 allowed to be too; INVLPG still drops the entry, and a change of paging mode
-(CR0.PG/WP, CR4.PSE/PGE, the A20 gate) drops every root.  A neighbouring
-entry the guest has already used (accessed bit set) is filled along with the
-faulting one (prefetch), which makes the common case of touching the next
-page free.
+(CR0.PG/WP, CR4.PSE/PGE, the A20 gate) drops every root.  The present
+neighbours of the faulting entry in the same guest page table are filled
+along with it (prefetch), which makes the common case of touching the next
+page free.  A neighbour the guest has not used yet gets its accessed bit set
+first, as a processor may do for a translation it caches speculatively
+(SDM vol. 3, 4.10, "Details of TLB Use": it may cache translations "for
+accesses that are a result of speculative execution that would never
+actually occur", and sets the accessed flags before caching one); dirty
+bits are never set ahead of a write.
 
 Invariants:
 - Every present shadow entry names a host frame of this guest's machine map
@@ -421,7 +426,7 @@ class ShadowMmu:
             w_ok, u_ok = True, False
         self._install(cpu, gva, gpa_page, u_ok, w_ok, glob, large, table_gpa)
         if table_gpa is not None:
-            self._prefetch(cpu, state, gva, table_gpa)
+            self._prefetch(cpu, state, gva, table_gpa, write)
         self.fills += 1
         return None
 
@@ -477,38 +482,54 @@ class ShadowMmu:
         root.filled[pdi].add(pti)
         cpu.invlpg(gva)                               # the CPU may hold the old entry
 
-    def _prefetch(self, cpu, state, gva: int, table_gpa: int) -> None:
-        """Fill neighbours the guest has already used (A set) from the same
-        guest page table, without touching the guest's bits: each is a
-        side-effect-free walk (``mmu.translate_entries``) reading the
-        directory entry and the neighbours' entries fetched once."""
+    def _prefetch(self, cpu, state, gva: int, table_gpa: int, write: bool = False) -> None:
+        """Fill the present neighbours of ``gva`` from the same guest page
+        table.  Each is a side-effect-free walk (``mmu.translate_entries``)
+        reading the directory entry and the neighbours' entries fetched once;
+        a neighbour it lets the processor cache whose accessed bit is clear
+        gets it set in the guest's entry first (a speculative translation,
+        see the module docstring).  After a write fault, neighbours the guest
+        has not used are left alone: a fresh page written first (a kernel
+        clearing or filling pages) would fault again for its dirty bit, so
+        filling it early would only add work.  Device pages are left to
+        demand faults."""
         gmem = self.gmem
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         filled = cpu.shadow_root.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
         ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
-        # entries the guest has used (P and A set), other than this one and those already filled
-        todo = [lo + k for k, e in enumerate(_PTES[hi - lo](ptes))
-                if e & (PTE_P | PTE_A) == PTE_P | PTE_A and lo + k != pti and lo + k not in filled]
+        entries = _PTES[hi - lo](ptes)
+        need = PTE_P | PTE_A if write else PTE_P
+        todo = [lo + k for k, e in enumerate(entries)
+                if e & need == need and lo + k != pti and lo + k not in filled]
         if not todo:
-            return                                     # e.g. a first touch of fresh memory
+            return
         cr0, cr3, cr4, a20 = state.vcr0, state.vcr3, state.vcr4, state.a20
         pde_pa = (cr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC)
         pde = gmem.read(pde_pa, 4)
         base = table_gpa + lo * 4
 
-        def read(pa: int, _size: int) -> int:
+        end = base + 4 * len(entries)
+
+        def read(pa: int, size: int) -> int:
             if pa == pde_pa:
                 return pde
-            off = pa - base
-            return int.from_bytes(ptes[off:off + 4], "little")
+            if base <= pa < end:
+                return entries[(pa - base) >> 2]
+            return gmem.read(pa, size)                 # (the A20 gate moved the table)
 
         region = gva & 0xFFC00000
         for i in todo:
             lin = region | (i << 12)
             w = mmu.translate_entries(read, cr0, cr3, cr4, lin, False, False, a20)
             if w.frame is None or gmem.hpa_page(w.frame >> 12) is None:
-                continue                               # devices: only on demand
+                continue                               # not cacheable, or a device: only on demand
+            if not w.pte & PTE_A:
+                self._own_write = True                 # a permission-neutral bit: nothing goes stale
+                try:
+                    gmem.write(w.pte_pa, 4, w.pte | PTE_A)
+                finally:
+                    self._own_write = False
             self._install(cpu, lin, w.frame, w.user, w.rw and w.dirty, w.global_, False, table_gpa)
 
     # -- invalidation -------------------------------------------------------------------
