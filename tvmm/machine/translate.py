@@ -196,6 +196,8 @@ def _plan(d, flat: bool):
             return "shift", (body, flag_lines)
     if flat and m in ("MOVZX", "MOVSX") and d.osz == 4 and (d.rm >= 0 or d.addr is not None):
         return "movx", None
+    if m == "IMUL" and d.osz == 4 and d.spec in _IMUL_FORMS and (d.rm >= 0 or (flat and d.addr is not None)):
+        return "imul", None
     if d.osz == 4:
         if m == "PUSH" and d.spec == "Zv":
             return "push", None
@@ -211,6 +213,9 @@ def _plan(d, flat: bool):
             return "leave", None
     return "handler", None
 
+
+# IMUL r32, r/m32 [, imm]: inline (``_plan``), flags as ``ops/muldiv.py`` records them.
+_IMUL_FORMS = ("Gv,Ev", "Gv,Ev,Iz", "Gv,Ev,Ibs")
 
 # CF of the last inlined flag-setter, as an expression over its locals.
 _CF_EXPR = {"ADD": "(1 if res < a else 0)", "SUB": "(1 if a < b else 0)", "CMP": "(1 if a < b else 0)",
@@ -269,6 +274,8 @@ def _rows(insns, plans):
             row = (False, True, True, True)
         elif kind == "movx":
             row = (False, False, d.rm < 0, False)
+        elif kind == "imul":
+            row = (True, False, d.rm < 0, False)
         elif kind in ("jmp", "jcc"):
             row = (False, kind == "jcc", True, False)
         elif kind in ("push", "pop", "callrel", "ret", "pushi", "leave"):
@@ -613,6 +620,27 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             else:
                 sign = 0x80 if size == 1 else 0x8000
                 em.emit([f"v = {src}", f"regs[{d.reg}] = (v - {sign << 1:#x}) & 0xFFFFFFFF if v & {sign:#x} else v"])
+        elif kind == "imul":
+            from .ops import muldiv
+            if d.rm >= 0:
+                em.emit([f"b = regs[{d.rm}]"])
+            else:
+                em.emit(_ea_lines(d, False, True, em))
+                em.emit([f"b = {_inline_rd(4)}"])
+            if d.spec == "Gv,Ev":
+                em.emit([f"a = regs[{d.reg}]"])
+                factor = "(a - ((a & 0x80000000) << 1))"
+            else:
+                imm = d.imm & M32
+                factor = str(imm - ((imm & 0x80000000) << 1))
+            em.emit([f"p = {factor} * (b - ((b & 0x80000000) << 1))",
+                     f"res = regs[{d.reg}] = p & 0xFFFFFFFF"])
+            fstate = cf_known = None
+            if not flags_dead(i):
+                ov = em.const("imul_overflowed", muldiv._overflowed)
+                em.emit(["if -0x80000000 <= p <= 0x7FFFFFFF:",
+                         f"    cpu.lf_op = {muldiv._LOGIC32}", "    cpu.lf_res = res",
+                         "else:", f"    {ov}(cpu, res, 4)"])
         elif kind in ("push", "callrel", "pushi") and flat:
             value = {"push": f"regs[{d.reg}]", "callrel": f"{d.next:#x}", "pushi": f"{d.imm & M32:#x}"}[kind]
             em.emit(["sp = (regs[4] - 4) & 0xFFFFFFFF"] + _stack_write(value) + ["regs[4] = sp"])
