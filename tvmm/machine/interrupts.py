@@ -115,15 +115,13 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
         # Inner-ring handler: new stack from the TSS.
         new_ss, new_esp = _tss_stack(cpu, cdpl, ext)
         slo, shi, saddr = segments.read_descriptor(cpu, new_ss, TS)
-        sattr = segments.desc_attr(shi)
+        sbase, slimit, sattr = segments.parse(slo, shi)
         serr = (new_ss & 0xFFFC) + ext
         if (new_ss & 3) != cdpl or segments.dpl(sattr) != cdpl or not sattr & DESC_S \
                 or sattr & DESC_CODE or not sattr & DESC_RW:
             raise CpuFault(TS, serr)
         if not sattr & DESC_P:
             raise CpuFault(SS, serr)
-        sbase = segments.desc_base(slo, shi)
-        slimit = segments.desc_limit(slo, shi)
         s32 = bool(sattr & segments.ATTR_DB)
         frame = [cpu.seg_sel[SS_SEG], cpu.regs[4], eflags, old_cs, return_eip]
         if vm86:                          # from VM86: GS FS DS ES go first (SDM vol. 3, 20.3.1.1)
@@ -140,7 +138,7 @@ def deliver(cpu, vector: int, error_code, return_eip: int, external: bool, soft:
             cpu.eflags &= ~VM             # protected-mode loads from here on
             for seg in (ES, DS, FS, GS):
                 segments.set_cache(cpu, seg, 0, 0, 0, 0)
-        segments.load_ss(cpu, new_ss, cpl=cdpl)
+        segments.commit_ss(cpu, new_ss, slo, shi, saddr)
         cpu.regs[4] = sp if s32 else (new_esp & 0xFFFF0000) | sp
         new_cpl = cdpl
     else:

@@ -249,6 +249,14 @@ def load_ss(cpu, sel: int, cpl: int | None = None) -> None:
     set_cache(cpu, SS_SEG, sel, *parse(lo, hi))
 
 
+def commit_ss(cpu, sel: int, lo: int, hi: int, addr: int) -> None:
+    """Commit a stack segment descriptor the caller read and checked (the
+    stack switch of INT and of IRET to an outer ring): the descriptor is read
+    once, as the processor loads it into the hidden cache at its check."""
+    hi = set_accessed(cpu, addr, hi)
+    set_cache(cpu, SS_SEG, sel, *parse(lo, hi))
+
+
 def load_cs(cpu, sel: int, lo: int, hi: int, addr: int, cpl: int) -> None:
     """Commit an already-checked code segment descriptor; CPL becomes ``cpl``."""
     hi = set_accessed(cpu, addr, hi)

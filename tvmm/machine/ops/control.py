@@ -275,12 +275,13 @@ def _check_return_code(cpu, sel: int, attr: int) -> None:
         raise CpuFault(NP, err)
 
 
-def _check_outer_ss(cpu, sel: int, rpl: int) -> None:
+def _check_outer_ss(cpu, sel: int, rpl: int) -> tuple[int, int, int]:
     """The SS popped by a return to an outer ring: non-null, RPL == DPL ==
-    the new CPL, a writable data segment, present (#GP(sel) / #SS(sel))."""
+    the new CPL, a writable data segment, present (#GP(sel) / #SS(sel)).
+    Returns the descriptor ``(lo, hi, addr)`` for ``segments.commit_ss``."""
     if not sel & 0xFFFC:
         raise CpuFault(GP, 0)
-    lo, hi, _ = segments.read_descriptor(cpu, sel)
+    lo, hi, addr = segments.read_descriptor(cpu, sel)
     attr = segments.desc_attr(hi)
     err = sel & 0xFFFC
     if (sel & 3) != rpl or segments.dpl(attr) != rpl or not attr & DESC_S \
@@ -288,6 +289,7 @@ def _check_outer_ss(cpu, sel: int, rpl: int) -> None:
         raise CpuFault(GP, err)
     if not attr & DESC_P:
         raise CpuFault(SS, err)
+    return lo, hi, addr
 
 
 def _data_bounds(attr: int, limit: int) -> tuple[int, int]:
@@ -502,12 +504,12 @@ def _retf(cpu, d):
     n = 2 * size + imm
     t_esp = cpu.peek(n, size)
     t_ss = cpu.peek(n + size, size) & 0xFFFF
-    _check_outer_ss(cpu, t_ss, rpl)
+    ss_desc = _check_outer_ss(cpu, t_ss, rpl)
     if t_eip > limit:
         raise CpuFault(GP, 0)
     segments.load_cs(cpu, t_cs, lo, hi, addr, rpl)
     cpu.eip = t_eip
-    segments.load_ss(cpu, t_ss, cpl=rpl)
+    segments.commit_ss(cpu, t_ss, *ss_desc)
     cpu.regs[4] = _outer_esp(cpu, t_esp + imm)
     segments.revalidate_data_segments(cpu)
 
@@ -615,13 +617,13 @@ def _iret(cpu, d):
         return
     t_esp = cpu.peek(3 * size, size)
     t_ss = cpu.peek(4 * size, size) & 0xFFFF
-    _check_outer_ss(cpu, t_ss, rpl)
+    ss_desc = _check_outer_ss(cpu, t_ss, rpl)
     if t_eip > limit:
         raise CpuFault(GP, 0)
     cpu.set_eflags(t_fl, mask)
     segments.load_cs(cpu, t_cs, lo, hi, addr, rpl)
     cpu.eip = t_eip
-    segments.load_ss(cpu, t_ss, cpl=rpl)
+    segments.commit_ss(cpu, t_ss, *ss_desc)
     cpu.regs[4] = _outer_esp(cpu, t_esp)
     segments.revalidate_data_segments(cpu)
 
