@@ -238,6 +238,7 @@ class PC:
         at = deadline - self.idle - self._others
         if at < cpu.stop_at:
             cpu.stop_at = at
+            cpu.attention = True         # translated units re-check the budget only when told
 
     def sync_clock(self) -> None:
         """Make ``clock.now`` the count of the instruction executing right now."""

@@ -52,9 +52,10 @@ Contract with the run loop (``CPU._run``):
 - After any instruction that may store to memory, the function returns early
   if ``cpu.block_abort`` is set (a store hit decoded code, or a data
   breakpoint fired).  Between the blocks of a unit it returns early if
-  ``cpu.attention`` is set or ``cpu.stop_at`` moved below the unit's end (a
-  device event inside the slice): the interpreter would stop at that block
-  boundary too, so interpreted and translated runs stay the same run.
+  ``cpu.attention`` is set, which whatever moves ``cpu.stop_at`` closer (a
+  device event inside the slice, ``PC._new_deadline``) also sets: the
+  interpreter looks at both between blocks too, so interpreted and
+  translated runs stay the same run.
 - The function adds the instructions it retired to ``cpu.icount`` itself.
   A unit that branches back to its own start loops inside the function while
   the budget allows a whole iteration and ``cpu.attention`` is clear.
@@ -551,7 +552,10 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     def boundary(i):
         """Instruction ``i`` starts another block of the unit."""
         d = insns[i]
-        lines = [f"if cpu.attention or cpu.stop_at - cpu.icount < {n}:"] + \
+        # The unit was entered with room for all n instructions (icount moves
+        # only at exits and back edges), and whatever lowers ``stop_at`` sets
+        # ``attention`` (PC._new_deadline, request_stop): one test suffices.
+        lines = ["if cpu.attention:"] + \
             ["    " + x for x in exit_lines(i, f"{d.eip:#x}")]
         j = joins[i]
         if j is not None:
