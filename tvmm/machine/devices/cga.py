@@ -9,6 +9,12 @@ MC6845 CRTC datasheet):
   access at window offset ``o`` reaches byte ``o & 0x3FFF``; an access that
   runs past the end of the 16 KiB wraps to its start.  Reads and writes of 1,
   2 and 4 bytes, little-endian.
+
+  The video RAM *is* the machine's RAM at 0xB8000-0xBBFFF: those four pages
+  are ordinary memory to the processor (its TLB maps them, so a kernel's
+  console output and its scrolling ``memmove`` run at RAM speed, with no
+  MMIO exit under a monitor, as a VMM maps a text framebuffer), and the card
+  reads the screen from them when asked.  Only the mirror half is MMIO.
 - The 6845 CRTC through index/data ports 0x3D4/0x3D5 (also at 0x3D0-0x3D3 and
   0x3D6/0x3D7, which the card decodes as mirrors).  The index register holds
   5 bits; registers 0x00-0x11 are stored as written.  Registers 0x00-0x0F read
@@ -42,13 +48,11 @@ change the status-register timing), light pen, and the MDA ports 0x3B4/0x3B5.
 ``text()`` and ``cells()`` always decode video RAM as 80x25 text regardless of
 the mode register.
 
-Invariants: all state lives in ``vram`` (a ``bytearray`` of 16 KiB, so a later
-change can map it as RAM), ``crtc`` (18 ints), ``index``, ``mode`` and
-``colour``; the status register has no state of its own.  ``generation``
-increases on every write to video RAM or to a register that changes what is
-displayed (it may also count writes that store the value already there); it is
-UI bookkeeping, not device state, so it is not in the snapshot, and
-``restore`` advances it.
+Invariants: the device's state is the 16 KiB of RAM at ``VRAM_BASE`` of the
+memory it is attached to (``vram`` reads it; the snapshot carries a copy, so
+a snapshot is complete on its own), ``crtc`` (18 ints), ``index``, ``mode``
+and ``colour``; the status register has no state of its own.  The memory
+must cover ``VRAM_BASE + VRAM_SIZE`` (every guest has at least 2 MiB).
 """
 
 from __future__ import annotations
@@ -69,8 +73,6 @@ R_START_HI, R_START_LO = 0x0C, 0x0D
 R_CURSOR_HI, R_CURSOR_LO = 0x0E, 0x0F
 R_LIGHT_PEN_HI, R_LIGHT_PEN_LO = 0x10, 0x11
 CURSOR_MODE_MASK, CURSOR_OFF = 0x60, 0x20    # R10 bits 5-6 = 01: no cursor
-DISPLAY_REGS = frozenset({R_CURSOR_START, R_CURSOR_END, R_START_HI, R_START_LO,
-                          R_CURSOR_HI, R_CURSOR_LO})
 
 # Ports (offsets from 0x3D0).
 PORT_BASE, PORT_END = 0x3D0, 0x3DD
@@ -116,25 +118,33 @@ class Cga:
 
     def __init__(self, clock: Clock):
         self.clock = clock
-        self.vram = bytearray(VRAM_SIZE)
+        self.mem = None                 # set by attach: the memory holding the video RAM
         self.crtc = list(POWER_ON_CRTC)
         self.index = 0
         self.mode = POWER_ON_MODE
         self.colour = POWER_ON_COLOUR
-        self.generation = 0
 
     def attach(self, bus, mem) -> None:
+        """Claim the ports and the mirror half of the window; the video RAM
+        is ``mem``'s RAM at 0xB8000-0xBBFFF."""
+        if mem.size < VRAM_BASE + VRAM_SIZE:
+            raise ValueError("the CGA's video RAM needs memory up to 0xBC000")
+        self.mem = mem
         bus.add(PORT_BASE, PORT_END, self, "cga")
-        mem.add_mmio(VRAM_BASE, VRAM_BASE + WINDOW_SIZE, self, "cga-vram")
+        mem.add_mmio(VRAM_BASE + VRAM_SIZE, VRAM_BASE + WINDOW_SIZE, self, "cga-vram-mirror")
+
+    @property
+    def vram(self) -> bytes:
+        """The 16 KiB of video RAM as they are now."""
+        return self.mem.read_bytes(VRAM_BASE, VRAM_SIZE)
 
     # -- Device protocol ----------------------------------------------------------
     def reset(self) -> None:
-        self.vram[:] = bytes(VRAM_SIZE)
+        self.mem.write_bytes(VRAM_BASE, bytes(VRAM_SIZE))
         self.crtc = list(POWER_ON_CRTC)
         self.index = 0
         self.mode = POWER_ON_MODE
         self.colour = POWER_ON_COLOUR
-        self.generation += 1
 
     def snapshot(self) -> dict:
         return {"vram": bytes(self.vram), "crtc": list(self.crtc), "index": self.index,
@@ -144,36 +154,26 @@ class Cga:
         vram = state["vram"]
         if len(vram) != VRAM_SIZE or len(state["crtc"]) != CRTC_REGS:
             raise ValueError("CGA snapshot has the wrong video RAM or CRTC size")
-        self.vram[:] = vram
+        self.mem.write_bytes(VRAM_BASE, vram)
         self.crtc = [int(v) & 0xFF for v in state["crtc"]]
         self.index = state["index"]
         self.mode = state["mode"]
         self.colour = state["colour"]
-        self.generation += 1
 
-    # -- video memory (the hot path: keep it short) ----------------------------------
+    # -- the mirror half of the window (MMIO; offsets are from its start) ----------------
     def mmio_read(self, offset: int, size: int) -> int:
         off = offset & VRAM_MASK
         if off + size <= VRAM_SIZE:
-            return int.from_bytes(self.vram[off:off + size], "little")
-        return self._read_wrapped(off, size)
+            return self.mem.read(VRAM_BASE + off, size)
+        return sum(self.mem.read(VRAM_BASE + ((off + i) & VRAM_MASK), 1) << (8 * i) for i in range(size))
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         off = offset & VRAM_MASK
-        if size == 1:
-            self.vram[off] = value & 0xFF
-        elif off + size <= VRAM_SIZE:
-            self.vram[off:off + size] = (value & _MASKS[size]).to_bytes(size, "little")
-        else:
-            self._write_wrapped(off, size, value)
-        self.generation += 1
-
-    def _read_wrapped(self, off: int, size: int) -> int:
-        return sum(self.vram[(off + i) & VRAM_MASK] << (8 * i) for i in range(size))
-
-    def _write_wrapped(self, off: int, size: int, value: int) -> None:
+        if off + size <= VRAM_SIZE:
+            self.mem.write(VRAM_BASE + off, size, value & _MASKS[size])
+            return
         for i in range(size):
-            self.vram[(off + i) & VRAM_MASK] = (value >> (8 * i)) & 0xFF
+            self.mem.write(VRAM_BASE + ((off + i) & VRAM_MASK), 1, (value >> (8 * i)) & 0xFF)
 
     # -- ports ------------------------------------------------------------------------
     def port_read(self, port: int, size: int) -> int:
@@ -201,10 +201,8 @@ class Cga:
                 self._write_crtc(self.index, value)
         elif port == MODE_PORT:
             self.mode = value
-            self.generation += 1
         elif port == COLOUR_PORT:
             self.colour = value
-            self.generation += 1
 
     def _read_crtc(self, reg: int) -> int:
         if reg < R_LIGHT_PEN_HI:
@@ -214,8 +212,6 @@ class Cga:
     def _write_crtc(self, reg: int, value: int) -> None:
         if reg < CRTC_REGS:
             self.crtc[reg] = value
-            if reg in DISPLAY_REGS:
-                self.generation += 1
 
     # -- status register: a pure function of virtual time --------------------------------
     def status(self) -> int:
