@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import struct
+import sys
 import weakref
 
 from . import debug, interrupts, segments
@@ -102,11 +103,18 @@ class NullIO:
 
 _NO_PAGES: frozenset = frozenset()
 
+if sys.byteorder != "little":         # CPU.ram16/ram32 hold guest items in the host's order
+    raise ImportError("tvmm runs on little-endian hosts only")
+
 
 class CPU:
     def __init__(self, mem, io=None, cpuid_hypervisor: bool = False, ops=None):
         self.mem = mem
         self.ram = mem.ram
+        # RAM as 16- and 32-bit items in the host's order, for translated
+        # code's aligned words and dwords: the guest's order too (see below)
+        self.ram16 = memoryview(self.ram).cast("H")
+        self.ram32 = memoryview(self.ram).cast("I")
         self.io = io if io is not None else NullIO()
         # the privileged operations (native.py): the architecture, or a monitor's exits
         self.ops = ops if ops is not None else NATIVE_OPS

@@ -68,6 +68,7 @@ from __future__ import annotations
 import re
 
 from . import flags as lf
+from .consts import ARITH
 from .errors import CpuFault
 from .flags import get_cf
 
@@ -138,16 +139,19 @@ def _alu_form(d):
     return kinds[0], kinds[1], size
 
 
-_U = {1: None, 2: "u16", 4: "u32"}
-_P = {1: None, 2: "p16", 4: "p32"}
-_EDGE = {1: None, 2: "lin & 0xFFF != 0xFFF", 4: "lin & 0xFFF <= 0xFFC"}
+# Words and dwords go through RAM seen as 16- and 32-bit items (``m16``,
+# ``m32``): a TLB delta is a multiple of 4096, so an aligned linear address
+# is an aligned item; an unaligned one (rare in compiled code) takes the
+# slow path, which also handles page crossings.
+_VIEW = {2: ("m16", 1), 4: ("m32", 2)}
 
 
 def _inline_rd(size: int) -> str:
     """A read through the TLB, falling back to the slow path (same as cpu.rdN)."""
     if size == 1:
         return "(ram[lin + t] if (t := tlb_r[lin >> 12]) is not None else cpu._rd_slow(lin, 1))"
-    return (f"({_U[size]}(ram, lin + t)[0] if (t := tlb_r[lin >> 12]) is not None and {_EDGE[size]} "
+    view, shift = _VIEW[size]
+    return (f"({view}[lin + t >> {shift}] if (t := tlb_r[lin >> 12]) is not None and not lin & {size - 1} "
             f"else cpu._rd_slow(lin, {size}))")
 
 
@@ -155,7 +159,8 @@ def _inline_wr(size: int, v: str) -> list[str]:
     if size == 1:
         return ["t = tlb_w[lin >> 12]", f"if t is not None: ram[lin + t] = {v}",
                 f"else: cpu._wr_slow(lin, 1, {v})"]
-    return ["t = tlb_w[lin >> 12]", f"if t is not None and {_EDGE[size]}: {_P[size]}(ram, lin + t, {v})",
+    view, shift = _VIEW[size]
+    return ["t = tlb_w[lin >> 12]", f"if t is not None and not lin & {size - 1}: {view}[lin + t >> {shift}] = {v}",
             f"else: cpu._wr_slow(lin, {size}, {v})"]
 
 
@@ -226,6 +231,21 @@ _CF_EXPR = {"ADD": "(1 if res < a else 0)", "SUB": "(1 if a < b else 0)", "CMP":
 _KIND = {"ADD": "add", "SUB": "sub", "CMP": "sub", "AND": "logic", "OR": "logic", "XOR": "logic",
          "TEST": "logic", "INC": "incdec", "DEC": "incdec", "SHL": "shift", "SHR": "shift",
          "SAR": "shift"}
+
+
+def _arith_expr(kind: str, size: int, parity: str) -> str | None:
+    """EFLAGS' six arithmetic bits, as ``flags.arith_flags`` computes them,
+    as an expression over the locals ``a``, ``b``, ``res`` of the inlined
+    32-bit ADD/SUB/CMP or logic instruction that set them last (``parity``:
+    the name of ``flags.PARITY``); None for other setters."""
+    if size != 4 or kind not in ("add", "sub", "logic"):
+        return None
+    common = f"{parity}[res & 0xFF] | (0x40 if res == 0 else 0) | (res >> 24 & 0x80)"
+    if kind == "logic":
+        return common
+    cf = "(1 if res < a else 0)" if kind == "add" else "(1 if a < b else 0)"
+    of = "(a ^ res) & (b ^ res)" if kind == "add" else "(a ^ b) & (a ^ res)"
+    return f"{common} | {cf} | (({of}) >> 20 & 0x800) | ((a ^ b ^ res) & 0x10)"
 
 
 def _condition(mnem: str, kind: str, size: int) -> str | None:
@@ -306,12 +326,10 @@ class _Unit:
     """Source being written for one translated unit."""
 
     def __init__(self, flat: bool):
-        from .cpu import p16_into, p32_into, u16_from, u32_from
         self.flat = flat
         self.next = 0           # EIP after the instruction being emitted
         self.consts: dict[str, object] = {"get_cf": get_cf, "materialize": lf.materialize,
-                                          "rd_at": _rd_at, "wr_at": _wr_at, "u16": u16_from, "u32": u32_from,
-                                          "p16": p16_into, "p32": p32_into, "CpuFault": CpuFault}
+                                          "rd_at": _rd_at, "wr_at": _wr_at, "CpuFault": CpuFault}
         self.out: list[str] = []
         self.ind = ""
         self.used: set[int] = set()
@@ -381,13 +399,13 @@ def _ea_lines(d, write: bool, flat: bool, em: _Unit) -> list[str]:
 
 def _stack_write(v: str) -> list[str]:
     """Flat mode: store dword ``v`` at ``sp`` (the new ESP) through the TLB."""
-    return ["t = tlb_w[sp >> 12]", f"if t is not None and sp & 0xFFF <= 0xFFC: p32(ram, sp + t, {v})",
+    return ["t = tlb_w[sp >> 12]", f"if t is not None and not sp & 3: m32[sp + t >> 2] = {v}",
             f"else: cpu._wr_slow(sp, 4, {v})"]
 
 
 def _stack_read() -> list[str]:
     return ["t = tlb_r[sp >> 12]",
-            "v = u32(ram, sp + t)[0] if t is not None and sp & 0xFFF <= 0xFFC else cpu._rd_slow(sp, 4)"]
+            "v = m32[sp + t >> 2] if t is not None and not sp & 3 else cpu._rd_slow(sp, 4)"]
 
 
 def gather(cpu, block, lin: int) -> tuple[list, list, list]:
@@ -731,7 +749,14 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             if d.rm != d.reg:
                 em.emit([f"regs[{d.rm}], regs[{d.reg}] = regs[{d.reg}], regs[{d.rm}]"])
         elif kind == "pushf":
-            em.emit([f"v = materialize(cpu) & {~_VM_RF & M32:#x}", "sp = (regs[4] - 4) & 0xFFFFFFFF"]
+            # the flags of an inlined setter whose a/b/res are live are
+            # computed here, leaving the lazy state as it is
+            arith = _arith_expr(*fstate, em.const("parity", lf.PARITY)) if fstate is not None else None
+            if arith is not None:
+                image = f"v = (cpu.eflags & {~(ARITH | _VM_RF) & M32:#x}) | {arith}"
+            else:
+                image = f"v = materialize(cpu) & {~_VM_RF & M32:#x}"
+            em.emit([image, "sp = (regs[4] - 4) & 0xFFFFFFFF"]
                     + _stack_write("v") + ["regs[4] = sp"])
             if i + 1 < n:
                 abort_check(i)
@@ -859,6 +884,9 @@ def _compile(em: _Unit, insns: list, loop: bool, n: int):
     eips = tuple(d.eip for d in insns)
     em.consts["eips"] = eips
     head = ["regs = cpu.regs", "ram = cpu.ram", "tlb_r = cpu.tlb_r", "tlb_w = cpu.tlb_w", "k = 0"]
+    for view in ("m16", "m32"):
+        if any(view + "[" in line for line in body):
+            head.append(f"{view} = cpu.ram{view[1:]}")
     if load != "pass":
         head.append(load)
     lines = ["try:"] + ["    " + x for x in (["while True:"] if loop else [])] + \
