@@ -70,7 +70,7 @@ from .guestmem import GuestPhysicalMemory
 PAGE = 4096
 PREFETCH = 8           # neighbours on each side filled with a hidden fault
 # Unpackers of n + 1 little-endian page-table entries (n < 2 * PREFETCH + 1).
-_PTES = [struct.Struct(f"<{n + 1}I").unpack for n in range(2 * PREFETCH + 1)]
+_PTES = [struct.Struct(f"<{n + 1}I").unpack_from for n in range(2 * PREFETCH + 1)]
 FLOOD_LIMIT = 16       # writes to a watched guest table with no fill using it: stop shadowing it
 
 
@@ -497,8 +497,10 @@ class ShadowMmu:
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         filled = cpu.shadow_root.filled.get(pdi, ())
         lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
-        ptes = gmem.read_bytes(table_gpa + lo * 4, (hi - lo + 1) * 4)
-        entries = _PTES[hi - lo](ptes)
+        table_hpa = gmem.hpa_page(table_gpa >> 12)
+        if table_hpa is None:
+            return                                     # a table outside RAM: no neighbours to trust
+        entries = _PTES[hi - lo](self.host.ram, table_hpa + lo * 4)   # read in place
         need = PTE_P | PTE_A if write else PTE_P
         todo = [lo + k for k, e in enumerate(entries)
                 if e & need == need and lo + k != pti and lo + k not in filled]
