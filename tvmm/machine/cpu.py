@@ -443,6 +443,8 @@ class CPU:
 
     def rd32(self, lin: int) -> int:
         d = self.tlb_r[lin >> 12]
+        if d is not None and not lin & 3:
+            return self.ram32[lin + d >> 2]
         if d is not None and lin & 0xFFF <= 0xFFC:
             return u32_from(self.ram, lin + d)[0]
         return self._rd_slow(lin, 4)
@@ -463,7 +465,9 @@ class CPU:
 
     def wr32(self, lin: int, v: int) -> None:
         d = self.tlb_w[lin >> 12]
-        if d is not None and lin & 0xFFF <= 0xFFC:
+        if d is not None and not lin & 3:
+            self.ram32[lin + d >> 2] = v
+        elif d is not None and lin & 0xFFF <= 0xFFC:
             p32_into(self.ram, lin + d, v)
         else:
             self._wr_slow(lin, 4, v)
@@ -604,7 +608,9 @@ class CPU:
             raise CpuFault(SS, 0)
         lin = (self.seg_base[2] + sp) & M32
         t = self.tlb_w[lin >> 12]
-        if t is not None and lin & 0xFFF <= 0xFFC:
+        if t is not None and not lin & 3:
+            self.ram32[lin + t >> 2] = v
+        elif t is not None and lin & 0xFFF <= 0xFFC:
             p32_into(self.ram, lin + t, v)
         else:
             self._wr_slow(lin, 4, v)
