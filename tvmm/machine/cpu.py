@@ -111,8 +111,9 @@ class CPU:
     def __init__(self, mem, io=None, cpuid_hypervisor: bool = False, ops=None):
         self.mem = mem
         self.ram = mem.ram
-        # RAM as 16- and 32-bit items in the host's order, for translated
-        # code's aligned words and dwords: the guest's order too (see below)
+        # RAM as 16- and 32-bit items in the host's order (little-endian,
+        # checked at import, so the guest's order too), for aligned words
+        # and dwords of translated code and of rd32/wr32/push32
         self.ram16 = memoryview(self.ram).cast("H")
         self.ram32 = memoryview(self.ram).cast("I")
         self.io = io if io is not None else NullIO()

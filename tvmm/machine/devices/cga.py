@@ -147,7 +147,7 @@ class Cga:
         self.colour = POWER_ON_COLOUR
 
     def snapshot(self) -> dict:
-        return {"vram": bytes(self.vram), "crtc": list(self.crtc), "index": self.index,
+        return {"vram": self.vram, "crtc": list(self.crtc), "index": self.index,
                 "mode": self.mode, "colour": self.colour}
 
     def restore(self, state: dict) -> None:
