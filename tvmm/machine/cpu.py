@@ -354,6 +354,20 @@ class CPU:
             self._tlb_large.clear()
             self._wmap.clear()
 
+    def _walk_faulted(self, e: CpuFault, lin: int, write: bool, user: bool):
+        """The walk for a TLB miss raised ``e``.  ``ops.exception`` sees it
+        first, where the access is: under a monitor, a shadow miss is filled
+        there and then (as VT-x exits on the fault and re-enters to the same
+        access) and the walk is made once more; the access goes on with no
+        instruction restarted.  A fault that stays (the architecture's, or
+        one the monitor reflects) is raised marked ``examined``, so the
+        delivery does not offer it to ``ops.exception`` (and its log) again."""
+        e2 = self.ops.exception(self, e)
+        if e2 is not None:
+            e2.examined = True
+            raise e2
+        return walk(self, lin, write, user)
+
     def invlpg(self, lin: int) -> None:
         vpn = lin >> 12
         victims = [vpn]
@@ -389,7 +403,10 @@ class CPU:
         if pa_page is not None:                      # a device page translated before
             return pa_page | (lin & 0xFFF)
         if self.cr0 & CR0_PG:
-            pa_page, writable, glob, large = walk(self, lin, write, user)
+            try:
+                pa_page, writable, glob, large = walk(self, lin, write, user)
+            except CpuFault as e:
+                pa_page, writable, glob, large = self._walk_faulted(e, lin, write, user)
         else:
             pa_page, writable, glob, large = lin & 0xFFFFF000, True, False, False
         pa_page &= self.a20_mask

@@ -8,13 +8,13 @@ counts every event ever recorded by kind, so counters stay exact however
 long a session runs.
 
 Invariants: recording never changes what a guest does; an event's ``icount``
-is the guest-visible time of the instruction that caused it.
+is the guest-visible time of the instruction that caused it (for a REP
+instruction, of the start of its current run: each iteration counts as one).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass
 
 # Event kinds, grouped as the monitor's three duties.
 # virtualize the computer
@@ -45,14 +45,44 @@ EXIT_KINDS = (EXIT_IO, EXIT_MMIO, EXIT_CR_READ, EXIT_CR_WRITE, EXIT_INVLPG, EXIT
               PF_HIDDEN, PF_REFLECTED, PT_WRITE, EXIT_TASK_SWITCH)
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    seq: int          # global order across guests
-    guest: str
-    icount: int       # the guest's instruction count when it happened
-    kind: str
-    detail: str
-    vcpu: int = 0     # which of the guest's processors
+    """One event; immutable once recorded.
+
+    ``detail`` may be given as text or, on hot paths (a hidden page fault
+    is recorded tens of thousands of times a second and almost never
+    read), as ``(format, *args)``: ``format(*args)`` is called, once, when
+    the text is first read.  The arguments must be values taken when the
+    event happened, never live state."""
+
+    __slots__ = ("seq", "guest", "icount", "kind", "_detail", "vcpu")
+
+    def __init__(self, seq: int, guest: str, icount: int, kind: str, detail, vcpu: int = 0):
+        self.seq = seq            # global order across guests
+        self.guest = guest
+        self.icount = icount      # the guest's instruction count when it happened
+        self.kind = kind
+        self._detail = detail
+        self.vcpu = vcpu          # which of the guest's processors
+
+    @property
+    def detail(self) -> str:
+        d = self._detail
+        if type(d) is not str:
+            d = self._detail = d[0](*d[1:])
+        return d
+
+    def _key(self) -> tuple:
+        return self.seq, self.guest, self.icount, self.kind, self.detail, self.vcpu
+
+    def __eq__(self, other) -> bool:
+        return type(other) is Event and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Event(seq={self.seq!r}, guest={self.guest!r}, icount={self.icount!r}, kind={self.kind!r}, "
+                f"detail={self.detail!r}, vcpu={self.vcpu!r})")
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.guest} @{self.icount} {self.kind}: {self.detail}"
@@ -64,7 +94,8 @@ class EventLog:
         self.counts: Counter = Counter()             # (guest, kind) -> n
         self.seq = 0
 
-    def record(self, guest: str, icount: int, kind: str, detail: str = "", vcpu: int = 0) -> None:
+    def record(self, guest: str, icount: int, kind: str, detail="", vcpu: int = 0) -> None:
+        """``detail``: text, or ``(format, *args)`` formatted when read (see ``Event``)."""
         self.seq += 1
         self.counts[guest, kind] += 1
         self.events.append(Event(self.seq, guest, icount, kind, detail, vcpu))

@@ -81,12 +81,15 @@ class VmxOps(NativeOps):
         shadow = cpu.shadow
         reflected = shadow.page_fault(cpu, cpu, fault)
         if reflected is None:
-            cpu._record(ev.PF_HIDDEN, f"{fault.cr2:#010x} err {fault.error_code:#x} -> "
-                        f"shadow {shadow.entry(fault.cr2):#010x}")
+            cpu._record(ev.PF_HIDDEN, (_hidden_detail, fault.cr2, fault.error_code, shadow.entry(fault.cr2)))
         else:
             cpu._record(ev.PF_REFLECTED, f"{reflected.cr2:#010x} err {reflected.error_code:#x} "
                         f"eip {cpu.eip:#010x}")
         return reflected
+
+
+def _hidden_detail(cr2: int, error_code: int, entry: int) -> str:
+    return f"{cr2:#010x} err {error_code:#x} -> shadow {entry:#010x}"
 
 
 VMX_OPS = VmxOps()

@@ -63,7 +63,8 @@ from __future__ import annotations
 import struct
 
 from ..machine import mmu
-from ..machine.consts import CR0_PG, PF_U, PF_VEC, PF_W, PTE_A, PTE_D, PTE_G, PTE_P, PTE_U, PTE_W
+from ..machine.consts import (CR0_PG, CR4_PGE, CR4_PSE, PF_U, PF_VEC, PF_W, PTE_A, PTE_D, PTE_G, PTE_P,
+                              PTE_PS, PTE_U, PTE_W)
 from ..machine.errors import CpuFault
 from .guestmem import GuestPhysicalMemory
 
@@ -71,6 +72,7 @@ PAGE = 4096
 PREFETCH = 8           # neighbours on each side filled with a hidden fault
 # Unpackers of n + 1 little-endian page-table entries (n < 2 * PREFETCH + 1).
 _PTES = [struct.Struct(f"<{n + 1}I").unpack_from for n in range(2 * PREFETCH + 1)]
+_U32 = struct.Struct("<I").unpack_from
 FLOOD_LIMIT = 16       # writes to a watched guest table with no fill using it: stop shadowing it
 
 
@@ -141,6 +143,7 @@ class ShadowMmu:
         self._own_write = False
         self.flood: dict[int, int] = {}          # watched host frame -> writes since a fill used it
         self.unshadowed = 0
+        self._ram32 = memoryview(self.host.ram).cast("I")   # host RAM as dwords (shadow entries)
 
     @property
     def root_hpa(self) -> int:
@@ -410,6 +413,9 @@ class ShadowMmu:
         gva = fault.cr2
         write = bool(fault.error_code & PF_W)
         user = bool(fault.error_code & PF_U)
+        if self._fill_common(cpu, state, gva, write, user):
+            self.fills += 1
+            return None
         # The walk sets the guest's A/D bits: stores to watched tables that only
         # add permission-neutral bits, so nothing derived from them goes stale.
         self._own_write = True
@@ -429,6 +435,63 @@ class ShadowMmu:
             self._prefetch(cpu, state, gva, table_gpa, write)
         self.fills += 1
         return None
+
+    def _fill_common(self, cpu, state, gva: int, write: bool, user: bool) -> bool:
+        """``page_fault``'s hidden case for the access nearly every fill is:
+        paging on, a 4 KiB page whose directory, table and frame are guest
+        RAM, and entries that allow the access.  The same walk as
+        ``walk_guest`` (``mmu.translate_entries`` then
+        ``mmu.set_accessed_dirty``: A in the directory entry, then A and, on
+        a write, D in the table entry, each stored only if it changes), with
+        the entries read in place from host RAM; then the same install and
+        prefetch.  Returns False, having changed nothing, for anything else
+        (a fault to reflect, a 4 MiB page, CR0.WP=0 writes, tables or frames
+        outside RAM): the general path decides those.
+        ``tests/monitor/test_shadow_fill.py`` holds the two paths to the same
+        shadow entries and guest stores on random tables."""
+        cr0 = state.vcr0
+        if not cr0 & CR0_PG:
+            return False
+        gmem = self.gmem
+        frames, dev = gmem.frames, gmem.device_pages
+        ram = self.host.ram
+        pde_gpa = (state.vcr3 & 0xFFFFF000) | ((gva >> 20) & 0xFFC)
+        gpfn = pde_gpa >> 12
+        if gpfn >= len(frames) or gpfn in dev:
+            return False
+        pde_hpa = (frames[gpfn] << 12) | (pde_gpa & 0xFFF)
+        pde = _U32(ram, pde_hpa)[0]
+        if not pde & PTE_P or (pde & PTE_PS and state.vcr4 & CR4_PSE):
+            return False
+        table_gpa = pde & 0xFFFFF000
+        gpfn = table_gpa >> 12
+        if gpfn >= len(frames) or gpfn in dev:
+            return False
+        pte_hpa = (frames[gpfn] << 12) | ((gva >> 10) & 0xFFC)
+        pte = _U32(ram, pte_hpa)[0]
+        if not pte & PTE_P:
+            return False
+        both = pde & pte
+        if (user and not both & PTE_U) or (write and not both & PTE_W):
+            return False          # reflected, or a ring-0 write with CR0.WP=0: the general path
+        gpa_page = pte & 0xFFFFF000 & state.a20
+        gpfn = gpa_page >> 12
+        if gpfn >= len(frames) or gpfn in dev:
+            return False
+        self._own_write = True                         # A/D: permission-neutral (see page_fault)
+        try:
+            if not pde & PTE_A:
+                self.host.write(pde_hpa, 4, pde | PTE_A)
+            new = pte | PTE_A | (PTE_D if write else 0)
+            if new != pte:
+                self.host.write(pte_hpa, 4, new)
+        finally:
+            self._own_write = False
+        self._install_hpa(cpu, gva, frames[gpfn] << 12, both & PTE_U != 0,
+                          both & PTE_W != 0 and (write or pte & PTE_D != 0),
+                          pte & PTE_G != 0 and state.vcr4 & CR4_PGE != 0, table_gpa)
+        self._prefetch(cpu, state, gva, table_gpa, write)
+        return True
 
     def host_page(self, gpa_page: int) -> int:
         """Host-physical page to map for guest-physical page ``gpa_page``:
@@ -466,19 +529,27 @@ class ShadowMmu:
     def _install(self, cpu, gva: int, gpa_page: int, user: bool, write: bool, glob: bool, large: bool,
                  table_gpa=None) -> None:
         """Fill ``cpu``'s root's entry for ``gva`` with these permissions."""
+        if large:
+            self._table_for(cpu.shadow_root, gva >> 22, table_gpa)
+            cpu.shadow_root.large.add(gva >> 22)
+        self._install_hpa(cpu, gva, self.host_page(gpa_page), user, write, glob, table_gpa)
+
+    def _install_hpa(self, cpu, gva: int, hpa: int, user: bool, write: bool, glob: bool, table_gpa) -> None:
+        """``_install`` with the host page already chosen (``host_page``).
+        The entry is stored straight into the shadow table's host frame: a
+        monitor frame no guest maps, reads or owns, so no write watch, dirty
+        log or decoded code can be behind it."""
         root = cpu.shadow_root
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         table = self._table_for(root, pdi, table_gpa)
-        if large:
-            root.large.add(pdi)
-        entry = self.host_page(gpa_page) | PTE_P | PTE_A
+        entry = hpa | PTE_P | PTE_A
         if write:
             entry |= PTE_W | PTE_D
         if user:
             entry |= PTE_U
         if glob:
             entry |= PTE_G
-        self.host.write(table * PAGE + pti * 4, 4, entry)
+        self._ram32[(table << 10) | pti] = entry
         root.filled[pdi].add(pti)
         cpu.invlpg(gva)                               # the CPU may hold the old entry
 
@@ -496,7 +567,8 @@ class ShadowMmu:
         gmem = self.gmem
         pdi, pti = gva >> 22, (gva >> 12) & 0x3FF
         filled = cpu.shadow_root.filled.get(pdi, ())
-        lo, hi = max(0, pti - PREFETCH), min(1023, pti + PREFETCH)
+        lo = pti - PREFETCH if pti > PREFETCH else 0
+        hi = pti + PREFETCH if pti < 1023 - PREFETCH else 1023
         table_hpa = gmem.hpa_page(table_gpa >> 12)
         if table_hpa is None:
             return                                     # a table outside RAM: no neighbours to trust

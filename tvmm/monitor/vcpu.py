@@ -68,7 +68,7 @@ class VirtualCpu(CPU):
         n = self.shadow.reset_all(self)
         self._record(ev.SHADOW_FLUSH, f"{why}: every shadow root dropped ({n} entries)")
 
-    def _record(self, kind: str, detail: str) -> None:
+    def _record(self, kind: str, detail) -> None:
         pc = getattr(self.guest, "pc", None)
         others = pc._others if pc is not None and pc.running is self else 0
         self.log.record(self.guest.name, self.insn_time() + others, kind, detail, vcpu=self.index)
