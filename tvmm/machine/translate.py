@@ -50,7 +50,7 @@ Contract with the run loop (``CPU._run``):
   faulting instruction, adds the instructions retired before it to
   ``cpu.icount`` and re-raises: the loop only delivers the fault.
 - After any instruction that may store to memory, the function returns early
-  if ``cpu.block_abort`` is set (a store hit decoded code, or a data
+  (by raising ``Leave``, which it catches itself) if ``cpu.block_abort`` is set (a store hit decoded code, or a data
   breakpoint fired).  Between the blocks of a unit it returns early if
   ``cpu.attention`` is set, which whatever moves ``cpu.stop_at`` closer (a
   device event inside the slice, ``PC._new_deadline``) also sets: the
@@ -311,6 +311,18 @@ _REG = re.compile(r"regs\[(\d)\]")
 _REG_WRITE = re.compile(r"regs\[(\d)\]\s*=(?!=)")
 
 
+class Leave(Exception):
+    """A unit's rare early exit, raised in it and caught at its end: after
+    ``n`` instructions, with EIP ``eip`` (``cpu.attention`` between blocks,
+    ``cpu.block_abort`` after a store, a join whose page moved).  One line
+    at each such point instead of a write-back of every register keeps
+    units short, and compiling them is much of translation's cost."""
+
+    def __init__(self, n: int, eip: int):
+        self.n = n
+        self.eip = eip
+
+
 def _rd_at(cpu, eip: int, lin: int, size: int) -> int:
     """The slow read path of an inline instruction whose ``next`` is ``eip``."""
     cpu.eip = eip
@@ -329,7 +341,8 @@ class _Unit:
         self.flat = flat
         self.next = 0           # EIP after the instruction being emitted
         self.consts: dict[str, object] = {"get_cf": get_cf, "materialize": lf.materialize,
-                                          "rd_at": _rd_at, "wr_at": _wr_at, "CpuFault": CpuFault}
+                                          "rd_at": _rd_at, "wr_at": _wr_at, "CpuFault": CpuFault,
+                                          "Leave": Leave}
         self.out: list[str] = []
         self.ind = ""
         self.used: set[int] = set()
@@ -563,9 +576,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         """Leave after instruction ``i`` (a store) if it hit decoded code or
         a data breakpoint; EIP becomes ``eip`` (default: the next instruction)."""
         eip = insns[i].next if eip is None else eip
-        em.raw(["if cpu.block_abort:"] + ["    " + x for x in
-                                          (["SYNC_OUT"] if flat else [])
-                                          + [f"cpu.icount += {i + 1}", f"cpu.eip = {eip:#x}", "return"]])
+        em.raw([f"if cpu.block_abort: raise Leave({i + 1}, {eip:#x})"])
 
     def boundary(i):
         """Instruction ``i`` starts another block of the unit."""
@@ -573,11 +584,10 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         # The unit was entered with room for all n instructions (icount moves
         # only at exits and back edges), and whatever lowers ``stop_at`` sets
         # ``attention`` (PC._new_deadline, request_stop): one test suffices.
-        lines = ["if cpu.attention:"] + \
-            ["    " + x for x in exit_lines(i, f"{d.eip:#x}")]
+        lines = [f"if cpu.attention: raise Leave({i}, {d.eip:#x})"]
         j = joins[i]
         if j is not None:
-            lines += [f"if tlb_r[{j[0]:#x}] != {j[1]}:"] + ["    " + x for x in exit_lines(i, f"{d.eip:#x}")]
+            lines.append(f"if tlb_r[{j[0]:#x}] != {j[1]}: raise Leave({i}, {d.eip:#x})")
         em.raw(lines)
 
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
@@ -891,7 +901,12 @@ def _compile(em: _Unit, insns: list, loop: bool, n: int):
         head.append(load)
     lines = ["try:"] + ["    " + x for x in (["while True:"] if loop else [])] + \
         ["    " + x for x in body] + \
-        ["except CpuFault:",
+        ["except Leave as x:",
+         f"    {store}",
+         "    cpu.icount += x.n",
+         "    cpu.eip = x.eip",
+         "    return None",
+         "except CpuFault:",
          "    if k >= 0:",
          f"        {store}",
          "    else:",
