@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import re
 
+from . import codecache
 from . import flags as lf
 from .consts import ARITH
 from .errors import CpuFault
@@ -917,7 +918,7 @@ def _compile(em: _Unit, insns: list, loop: bool, n: int):
     params = ", ".join(f"{k}={k}" for k in em.consts)
     src = f"def tb(cpu, {params}):\n" + "".join(f"    {line}\n" for line in head + lines)
     ns = dict(em.consts)
-    exec(compile(src, f"<tb {insns[0].eip:#x}>", "exec"), ns)
+    exec(codecache.compile_unit(src, f"<tb {insns[0].eip:#x}>"), ns)
     fn = ns["tb"]
     fn.source = src
     return fn

@@ -11,10 +11,13 @@ host-physical frames and are filled on demand:
   processor would (``machine.mmu.translate_entries`` on the guest's
   CR0/CR3/CR4, the page walk the processor itself uses, which checks
   permissions; then ``machine.mmu.set_accessed_dirty`` sets the guest's
-  accessed and dirty bits).  If the guest's tables forbid the access, the
+  accessed and dirty bits; ``_fill_common`` is the same walk for the common
+  case, reading the entries in place).  If the guest's tables forbid the access, the
   fault is *reflected*: delivered to the guest with the guest's error code
   and CR2.  Otherwise it is *hidden*:
-  the monitor fills the shadow entry and the instruction restarts.
+  the monitor fills the shadow entry and the processor walks again: the
+  access goes on where it was (``CPU._walk_faulted``; a fault raised
+  elsewhere restarts its instruction).
 - Permissions are the guest's: U/S from the guest's directory and table
   entries; writable only when the guest allows the write *and* its entry is
   already dirty, so the first write faults and sets the guest's D bit as
