@@ -163,3 +163,29 @@ def test_pushf_after_an_inlined_flag_setter_pushes_the_exact_flags():
                 assert regs[2] & 0x2 == 0x2, mnem                  # bit 1 always set
     units = [b.fn.source for b in m.cpu.blocks.values() if b.fn is not None]
     assert any("parity" in src for src in units)                   # the inline path ran
+
+
+def test_cli_in_line_clears_if_in_ring_0_and_faults_above_iopl():
+    # pushfd ; cli ; pushfd ; pop ebx ; pop eax ; cli ; hlt — IF set at entry:
+    # CLI clears it (the pushed images differ in IF only); with CPL 3 > IOPL
+    # the first CLI is #GP(0), precise: EIP at it, nothing after it ran.
+    code = bytes.fromhex("9cfa9c5b58faf4")
+
+    def ring0_if(m):
+        m.cpu.eflags |= 0x200
+
+    (regs, eip, flags, icount, kind, _), _m = both(code, setup=ring0_if)
+    assert regs[0] & 0x200 and not regs[3] & 0x200 and not flags & 0x200
+    assert kind == StopKind.HALTED
+
+    def ring3_iopl0(m):
+        m.cpu.eflags |= 0x200
+        m.cpu.cpl = 3                          # CPL 3 with IOPL 0: CLI is privileged
+
+    a, _ = _run(code, False, setup=ring3_iopl0, budget=3)
+    b, m = _run(code, True, setup=ring3_iopl0, budget=3)
+    assert a == b
+    assert any(blk.fn is not None for blk in m.cpu.blocks.values())
+    regs, eip, flags, icount, kind, _ = b
+    assert (eip, icount) == (CODE + 1, 1) and flags & 0x200   # #GP at CLI (no IDT here: shutdown)
+    assert kind == StopKind.SHUTDOWN

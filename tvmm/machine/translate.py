@@ -187,6 +187,8 @@ def _plan(d, flat: bool):
             return "xchgm", None
     if flat and m == "PUSHF" and d.osz == 4:
         return "pushf", None
+    if flat and m == "CLI":
+        return "cli", None
     if m == "XCHG" and d.spec == "Ev,Gv" and d.osz == 4 and d.rm >= 0:
         return "xchgr", None
     form = _alu_form(d)
@@ -294,6 +296,8 @@ def _rows(insns, plans):
             row = (False, False, True, True)
         elif kind == "pushf":
             row = (False, True, True, True)
+        elif kind == "cli":
+            row = (False, False, True, False)
         elif kind == "movx":
             row = (False, False, d.rm < 0, False)
         elif kind == "imul":
@@ -771,6 +775,18 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     + _stack_write("v") + ["regs[4] = sp"])
             if i + 1 < n:
                 abort_check(i)
+        elif kind == "cli":
+            # ring 0 clears IF in line (xv6's pushcli); CPL > IOPL: the
+            # handler, which raises #GP(0)
+            h, dd = em.const("h", d.fn), em.const("d", d)
+            em.raw(["if cpu.cpl <= (cpu.eflags >> 12 & 3):",
+                    "    if cpu.eflags & 0x200: cpu.set_eflags(0, 0x200)",
+                    "else:",
+                    "    SYNC_OUT",
+                    f"    k = {~i}",
+                    f"    cpu.eip = {d.next:#x}",
+                    f"    {h}(cpu, {dd})",
+                    "    SYNC_IN"])
         elif kind == "lea":
             if flat:
                 off = _offset(d.addr)
