@@ -29,8 +29,8 @@ writes Python source for it and compiles it:
   effective-address closures, which check the limits.
 - Instructions with a source template (the ALU/MOV family, INC/DEC, LEA,
   shifts by a constant, XCHG of registers, branches; in flat mode also
-  MOVZX/MOVSX, PUSH/POP/CALL/RET/LEAVE/PUSH imm/PUSHF, MOV moffs, and INC,
-  DEC and XCHG on memory) are inlined; every other instruction becomes a
+  MOVZX/MOVSX, PUSH/POP/CALL/RET/LEAVE/PUSH imm/PUSHF, MOV moffs, CLI, and
+  INC, DEC and XCHG on memory) are inlined; every other instruction becomes a
   direct call of its handler, exactly as the interpreter would make it.
 - A lazy-flag record is dropped when a later instruction of the unit
   overwrites the flags before anything can read them, including a fault
