@@ -315,3 +315,48 @@ def test_device_page_translations_are_cached_like_ram_ones_until_invlpg():
     m.run()
     assert [m.r32(0x5000), m.r32(0x5004), m.r32(0x5008)] == [0xAAAA, 0xAAAA, 0xBBBB]
     assert a.seen == [("r", 0x10), ("r", 0x10)] and b.seen == [("r", 0x10)]
+
+
+def test_ops_walk_fault_may_map_the_page_where_the_access_is():
+    """``ops.walk_fault`` sees a TLB miss's #PF where the walk failed: when
+    it maps the page, the walk is made again and the access goes on — a
+    ``rep stosd`` over three unmapped pages finishes in one run of the
+    instruction, offered one fault per page, none delivered.  A fault it
+    leaves goes to ``exception`` and is delivered as usual."""
+    from tvmm.machine.native import NativeOps
+
+    class Mapper(NativeOps):
+        def __init__(self, machine):
+            self.m, self.seen, self.offered = machine, [], []
+
+        def walk_fault(self, cpu, fault):
+            self.seen.append((fault.cr2, fault.error_code))
+            if fault.cr2 < 0x3000_0000:
+                self.m.set_pte(fault.cr2, (fault.cr2 & 0xFFFFF000) | PTE_P | PTE_W)
+                return None
+            return fault
+
+        def exception(self, cpu, fault):
+            self.offered.append(fault.vector)
+            return fault
+
+    m = Paged()
+    ops = Mapper(m)
+    m.cpu.ops = ops
+    for page in (0x100000, 0x101000, 0x102000):
+        m.set_pte(page, 0)
+    code = mov_eax_imm(0x5A5A5A5A) + b"\xbf" + struct.pack("<I", 0x100000) + b"\xb9" + struct.pack("<I", 3 * 1024)
+    m.start(code + b"\xfc\xf3\xab" + HLT)                    # cld; rep stosd
+    m.run_to_hlt()
+    assert ops.seen == [(0x100000, 0b010), (0x101000, 0b010), (0x102000, 0b010)]
+    assert ops.offered == [] and m.events == []
+    assert m.read(0x100000, 3 * 4096) == b"\x5a" * 3 * 4096
+    assert m.cpu.regs[1] == 0 and m.cpu.regs[7] == 0x103000
+
+    m = Paged()
+    ops = Mapper(m)
+    m.cpu.ops = ops
+    m.start(mov_eax_mem(0x3000_0000) + HLT)
+    m.run_to_hlt()
+    assert ops.seen == [(0x3000_0000, 0)] and ops.offered == [14]
+    assert m.events == [(14, 0, CODE, 0x3000_0000)]          # delivered as usual: EIP at the load

@@ -22,7 +22,7 @@ from tvmm.machine.errors import CpuFault
 from tvmm.monitor import events as ev
 from tvmm.monitor.shadow import ShadowMmu
 
-from .kit import PD, Layout, X, boot
+from .kit import ENTRY, PD, Layout, X, boot
 
 P, W, U, A, D, G, PS = 1, 2, 4, 0x20, 0x40, 0x100, 0x80
 TABLES = 0x20000                   # guest-physical page tables (8 of them)
@@ -138,4 +138,5 @@ def test_a_fault_the_guest_takes_is_logged_once_and_delivered_with_its_cr2(tmp_p
     assert lay.result() == (0, 0x800010, 14)
     assert monitor.log.count("g", ev.PF_REFLECTED) == 1
     [e] = monitor.log.recent("g", kinds={ev.PF_REFLECTED})
-    assert e.detail.startswith("0x00800010 err 0x0")
+    load_at = ENTRY + len(X.mov_ebx(0))
+    assert e.detail == f"0x00800010 err 0x0 eip {load_at:#010x}"   # the faulting instruction's EIP

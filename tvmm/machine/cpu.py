@@ -355,16 +355,14 @@ class CPU:
             self._wmap.clear()
 
     def _walk_faulted(self, e: CpuFault, lin: int, write: bool, user: bool):
-        """The walk for a TLB miss raised ``e``.  ``ops.exception`` sees it
+        """The walk for a TLB miss raised ``e``.  ``ops.walk_fault`` sees it
         first, where the access is: under a monitor, a shadow miss is filled
         there and then (as VT-x exits on the fault and re-enters to the same
         access) and the walk is made once more; the access goes on with no
         instruction restarted.  A fault that stays (the architecture's, or
-        one the monitor reflects) is raised marked ``examined``, so the
-        delivery does not offer it to ``ops.exception`` (and its log) again."""
-        e2 = self.ops.exception(self, e)
+        one the monitor reflects) is raised, and delivered as any other."""
+        e2 = self.ops.walk_fault(self, e)
         if e2 is not None:
-            e2.examined = True
             raise e2
         return walk(self, lin, write, user)
 

@@ -109,6 +109,12 @@ class CpuOps(Protocol):
         """An exception is about to be delivered: None if it was resolved
         (the instruction or the delivery restarts), else the fault to deliver."""
 
+    def walk_fault(self, cpu, fault: CpuFault) -> CpuFault | None:
+        """The page walk of a TLB miss raised ``fault`` (a #PF), where the
+        access is: None if it was resolved (the walk is made again and the
+        access goes on), else the fault to raise (``exception`` is then
+        offered it as usual, at delivery)."""
+
     def task_switch(self, cpu, old_sel: int, new_sel: int, source: str) -> None:
         """A task switch from TSS ``old_sel`` to ``new_sel`` committed
         (``source``: "jmp", "call", "iret" or "int")."""
@@ -208,6 +214,9 @@ class NativeOps:
         pass
 
     def exception(self, cpu, fault: CpuFault) -> CpuFault | None:
+        return fault
+
+    def walk_fault(self, cpu, fault: CpuFault) -> CpuFault | None:
         return fault
 
     def task_switch(self, cpu, old_sel: int, new_sel: int, source: str) -> None:

@@ -29,11 +29,15 @@ monitor's ``ops`` (``tvmm/monitor/exits.py`` ``VmxOps``; the interface is
   code and CR2).  A fault raised while an event is being delivered is
   offered too, and when the monitor fixes it the delivery is retried (a
   shadow miss on the guest's stack or IDT is invisible to the guest), at
-  most ``MAX_DELIVERY_RETRIES`` times per event.
+  most ``MAX_DELIVERY_RETRIES`` times per event.  A #PF from the walk of a
+  TLB miss is offered first to ``ops.walk_fault``, where the walk failed: a
+  shadow miss is filled there, the walk made again and the access goes on,
+  nothing restarted; a fault it returns is raised and then offered to
+  ``ops.exception`` at delivery like any other.
 
 Exits are synchronous calls into the monitor at the point where hardware
 would exit; the instruction then completes with what the monitor emulated
-(or restarts, for a hidden fault).  The guest-visible effect is that of
+(or restarts, for a fault ``ops.exception`` resolved).  The guest-visible effect is that of
 exit, emulate, resume; the interpreter just does not unwind to do it.
 """
 

@@ -73,11 +73,30 @@ class VmxOps(NativeOps):
         processor's (``machine/tasks.py``), its CR3 load a ``cr_write`` exit."""
         cpu._record(ev.EXIT_TASK_SWITCH, f"{source} tss {old_sel:#06x} -> {new_sel:#06x} eip {cpu.eip:#010x}")
 
+    def walk_fault(self, cpu, fault: CpuFault) -> CpuFault | None:
+        """A shadow miss, where the access is: hidden ones are filled and
+        logged here; a reflected one is raised, marked ``walked``, and
+        logged by ``exception`` at its delivery (with the faulting
+        instruction's EIP, which is only known then), not walked again."""
+        if fault.cr2 is None:
+            return fault
+        shadow = cpu.shadow
+        reflected = shadow.page_fault(cpu, cpu, fault)
+        if reflected is None:
+            cpu._record(ev.PF_HIDDEN, (_hidden_detail, fault.cr2, fault.error_code, shadow.entry(fault.cr2)))
+            return None
+        reflected.walked = True
+        return reflected
+
     def exception(self, cpu, fault: CpuFault) -> CpuFault | None:
         if fault.vector != PF_VEC or fault.cr2 is None:
             return fault                      # the guest's own; logged when dispatched
         if getattr(fault, "examined", False):
             return fault                      # already reflected (a task switch's step): log it once
+        if getattr(fault, "walked", False):   # reflected by walk_fault: log it now, once
+            fault.walked = False
+            cpu._record(ev.PF_REFLECTED, f"{fault.cr2:#010x} err {fault.error_code:#x} eip {cpu.eip:#010x}")
+            return fault
         shadow = cpu.shadow
         reflected = shadow.page_fault(cpu, cpu, fault)
         if reflected is None:
