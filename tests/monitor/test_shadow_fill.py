@@ -140,3 +140,27 @@ def test_a_fault_the_guest_takes_is_logged_once_and_delivered_with_its_cr2(tmp_p
     [e] = monitor.log.recent("g", kinds={ev.PF_REFLECTED})
     load_at = ENTRY + len(X.mov_ebx(0))
     assert e.detail == f"0x00800010 err 0x0 eip {load_at:#010x}"   # the faulting instruction's EIP
+
+
+def test_hidden_faults_are_stamped_with_the_time_of_the_access(tmp_path):
+    # mov ecx, 40 ; mov ebx, 0x400000 ;
+    # 1: nop ; nop ; nop ; mov eax, [ebx] ; add ebx, 0x10000 ; dec ecx ; jnz 1b ; hlt
+    # Each load touches a page 16 pages from the last (out of prefetch's
+    # reach): one hidden fault per iteration, at time 2 + 7 j + 3, whether
+    # the loop runs interpreted (its first iterations) or translated.
+    code = (b"\xb9" + (40).to_bytes(4, "little") + X.mov_ebx(0x400000)
+            + b"\x90\x90\x90" + X.LOAD_EAX_EBX + b"\x81\xc3" + (0x10000).to_bytes(4, "little")
+            + b"\x49\x75" + bytes([(-14) & 0xFF]))
+    monitor, g = boot(tmp_path, code + X.HLT)
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    lay.identity(0, 0x200000)
+    for j in range(40):
+        lay.map(0x400000 + j * 0x10000, 0x200000 + j * 0x1000, P | W)
+    lay.paging_on()
+    monitor.run(100_000)
+    assert g.state == "halted" and g.vcpu.regs[1] == 0
+    stamps = {int(e.detail[:10], 16): e.icount for e in monitor.log.recent("g", kinds={ev.PF_HIDDEN}, limit=4096)
+              if int(e.detail[:10], 16) >= 0x400000}
+    assert stamps == {0x400000 + j * 0x10000: 2 + 7 * j + 3 for j in range(40)}
+    assert any(b.fn is not None for b in g.vcpu.blocks.values())      # the loop was translated
