@@ -164,3 +164,17 @@ def test_hidden_faults_are_stamped_with_the_time_of_the_access(tmp_path):
               if int(e.detail[:10], 16) >= 0x400000}
     assert stamps == {0x400000 + j * 0x10000: 2 + 7 * j + 3 for j in range(40)}
     assert any(b.fn is not None for b in g.vcpu.blocks.values())      # the loop was translated
+
+
+def test_a_reflected_fault_is_stamped_with_the_time_of_the_faulting_instruction(tmp_path):
+    # nop x4 ; mov ebx, 0x800010 ; mov eax, [ebx] (time 5, unmapped: reflected)
+    code = b"\x90" * 4 + X.mov_ebx(0x800010) + X.LOAD_EAX_EBX
+    monitor, g = boot(tmp_path, code + X.HLT)
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    lay.identity(0, 0x200000)
+    lay.paging_on()
+    monitor.run(100_000)
+    assert lay.result() == (0, 0x800010, 14)
+    [e] = monitor.log.recent("g", kinds={ev.PF_REFLECTED})
+    assert e.icount == 5

@@ -904,6 +904,7 @@ class CPU:
                     except CpuFault as e:
                         # the unit has put EIP and the count at the faulting instruction
                         self.pending_db &= ~0x4000
+                        self._running = self._cur_block = None   # insn_time() is icount in delivery
                         self._deliver_fault(e)
                         nxt = prev = None
                         continue
@@ -942,6 +943,7 @@ class CPU:
                 self.icount += blk.index(d)
                 self.eip = d.eip
                 self.pending_db &= ~0x4000   # a faulting instruction does not single-step
+                self._running = self._cur_block = None   # insn_time() is icount in delivery
                 self._deliver_fault(e)
             except Exception:
                 if d is not None:
