@@ -64,24 +64,26 @@ def test_self_modifying_hot_loop():
     assert regs[3] == sum(range(100))
 
 
+def _paged_below_0x30000(m):
+    """Identity paging for 0-0x2FFFF only; #PF goes to a HLT at 0x3000."""
+    pd, pt = 0x20000, 0x21000
+    m.w32(pd, pt | 3)
+    for i in range(1024):
+        m.w32(pt + 4 * i, (i << 12) | 3 if i < 0x30 else 0)
+    gdt, idt = 0x22000, 0x23000
+    m.write(gdt, seg_desc(0, 0, 0) + seg_desc(0, 0xFFFFFFFF, 0x9B) + seg_desc(0, 0xFFFFFFFF, 0x93))
+    m.write(idt + 14 * 8, gate_desc(0x08, 0x3000))
+    m.write(0x3000, b"\xf4")
+    m.cpu.gdtr_base, m.cpu.gdtr_limit = gdt, 23
+    m.cpu.idtr_base, m.cpu.idtr_limit = idt, 0x7FF
+    m.cpu.set_cr3(pd)
+    m.cpu.set_cr0(m.cpu.cr0 | CR0_PG)
+
+
 def test_fault_in_the_middle_of_a_translated_block_is_precise():
     # A loop whose store eventually hits an unmapped page: 1: mov [edi],eax ; add edi,4 ; inc eax ; jmp 1b
     code = bytes.fromhex("89078d7f0440ebf8")
-
-    def setup(m):
-        pd, pt = 0x20000, 0x21000
-        m.w32(pd, pt | 3)
-        for i in range(1024):
-            m.w32(pt + 4 * i, (i << 12) | 3 if i < 0x30 else 0)
-        gdt, idt = 0x22000, 0x23000
-        m.write(gdt, seg_desc(0, 0, 0) + seg_desc(0, 0xFFFFFFFF, 0x9B) + seg_desc(0, 0xFFFFFFFF, 0x93))
-        m.write(idt + 14 * 8, gate_desc(0x08, 0x3000))
-        m.write(0x3000, b"\xf4")
-        m.cpu.gdtr_base, m.cpu.gdtr_limit = gdt, 23
-        m.cpu.idtr_base, m.cpu.idtr_limit = idt, 0x7FF
-        m.cpu.set_cr3(pd)
-        m.cpu.set_cr0(m.cpu.cr0 | CR0_PG)
-    (regs, eip, flags, icount, kind, _), m = both(code, regs={7: 0x2F000}, setup=setup)
+    (regs, eip, flags, icount, kind, _), m = both(code, regs={7: 0x2F000}, setup=_paged_below_0x30000)
     assert kind == StopKind.HALTED
     assert m.cpu.cr2 == 0x30000
     # #PF frame: error code 2 (write, not present), EIP of the faulting store
@@ -189,3 +191,71 @@ def test_cli_in_line_clears_if_in_ring_0_and_faults_above_iopl():
     regs, eip, flags, icount, kind, _ = b
     assert (eip, icount) == (CODE + 1, 1) and flags & 0x200   # #GP at CLI (no IDT here: shutdown)
     assert kind == StopKind.SHUTDOWN
+
+
+def _pattern(m):
+    m.write(0x2000, bytes((i * 37 + 11) & 0xFF for i in range(0x100)))
+
+
+def _inline_string_units(m):
+    return [b.fn.source for b in m.cpu.blocks.values() if b.fn is not None and "st = " in b.fn.source]
+
+
+def test_string_instructions_without_rep_run_in_line_forward_and_backward():
+    # 1: movsb ; movsw ; movsd ; lodsb ; add ebx,eax ; stosb ; dec ecx ; jnz 1b ; hlt
+    fwd = bytes.fromhex("a466a5a5ac01c3aa4975f5f4")
+    (regs, eip, flags, icount, kind, data), m = both(fwd, regs={1: 8, 6: 0x2000, 7: 0x2080}, setup=_pattern)
+    assert kind == StopKind.HALTED and (regs[6], regs[7]) == (0x2040, 0x20C0)
+    assert data[0x80:0x87] == data[0:7]                 # the first iteration's MOVS copied 7 bytes
+    assert _inline_string_units(m)
+    # std ; 1: movsb ; movsw ; movsd ; lodsb ; add ebx,eax ; stosd ; dec ecx ; jnz 1b ; cld ; hlt
+    back = bytes.fromhex("fda466a5a5ac01c3ab4975f5fcf4")
+    (regs, *_), m = both(back, regs={1: 6, 6: 0x207F, 7: 0x20FC}, setup=_pattern)
+    assert (regs[6], regs[7]) == (0x207F - 6 * 8, 0x20FC - 6 * 11)
+    assert _inline_string_units(m)
+
+
+def test_movsb_copy_loop_as_compilers_write_memmove():
+    # 1: movsb ; cmp esi,ecx ; jne 1b ; hlt  (a loop that is one translated unit)
+    code = bytes.fromhex("a439ce75fbf4")
+    (regs, eip, flags, icount, kind, data), m = both(code, regs={1: 0x2060, 6: 0x2000, 7: 0x2080},
+                                                     setup=_pattern)
+    assert data[0x80:0xE0] == data[0:0x60] and icount == 3 * 0x60 + 1
+    assert _inline_string_units(m)
+
+
+def test_inline_string_instructions_fault_precisely():
+    # 1: movsd ; jmp 1b — the store reaches the unmapped page at 0x30000:
+    # #PF with the MOVS's EIP, ESI/EDI not stepped, CR2 the store address
+    (regs, eip, flags, icount, kind, _), m = both(bytes.fromhex("a5ebfd"), regs={6: 0x2000, 7: 0x2F000},
+                                                  setup=_paged_below_0x30000)
+    assert kind == StopKind.HALTED and m.cpu.cr2 == 0x30000
+    assert (regs[6], regs[7]) == (0x3000, 0x30000)
+    assert (m.r32(regs[4]), m.r32(regs[4] + 4)) == (2, CODE)
+    assert _inline_string_units(m)
+    # 1: lodsd ; add ebx,eax ; jmp 1b — the load does: error code 0 (read)
+    (regs, *_), m = both(bytes.fromhex("ad01c3ebfb"), regs={6: 0x2F000}, setup=_paged_below_0x30000)
+    assert m.cpu.cr2 == 0x30000 and regs[6] == 0x30000
+    assert (m.r32(regs[4]), m.r32(regs[4] + 4)) == (0, CODE)
+
+
+def test_inline_movs_into_its_own_code_takes_effect_at_the_next_instruction():
+    # 1: mov eax,imm32 ; add ebx,eax ; movsb ; dec ecx ; jnz 1b ; hlt — EDI
+    # walks over the MOV's immediate, so every iteration adds a new value
+    code = bytes.fromhex("b80000000001c3a44975f5f4")
+    (regs, *_), m = both(code, regs={1: 4, 6: 0x2000, 7: CODE + 1}, setup=_pattern)
+    img = bytes((i * 37 + 11) & 0xFF for i in range(4))
+    assert m.read(CODE + 1, 4) == img
+    expect = sum(int.from_bytes(img[:k] + bytes(4 - k), "little") for k in range(4))
+    assert regs[3] == expect
+
+
+def test_movs_with_an_fs_source_is_not_in_line():
+    # the FS override may name a segment with a base and limit: the handler
+    # checks it (only ES, SS and DS are known flat in a flat unit)
+    from tvmm.machine.translate import _plan
+    from tvmm.machine.decoder import decode
+    d = decode(bytes.fromhex("64a4"), 0, True)
+    assert _plan(d, True)[0] == "handler"
+    assert _plan(decode(bytes.fromhex("a4"), 0, True), True)[0] == "string"
+    assert _plan(decode(bytes.fromhex("f3a4"), 0, True), True)[0] == "handler"     # REP: its own block

@@ -189,6 +189,8 @@ def _plan(d, flat: bool):
         return "pushf", None
     if flat and m == "CLI":
         return "cli", None
+    if flat and m in _STRING_INLINE and not d.rep and d.asz == 4 and (m == "STOS" or d.seg in (0, 2, 3)):
+        return "string", 1 if "b" in d.spec else d.osz
     if m == "XCHG" and d.spec == "Ev,Gv" and d.osz == 4 and d.rm >= 0:
         return "xchgr", None
     form = _alu_form(d)
@@ -222,6 +224,11 @@ def _plan(d, flat: bool):
             return "leave", None
     return "handler", None
 
+
+# MOVS, STOS and LODS without REP, 32-bit addresses, source in a flat segment:
+# inline (xv6-style byte loops ``movsb; cmp; jne``), as ``ops/string.py`` does
+# one element: read, then write, then step eSI/eDI by DF (exact on a fault).
+_STRING_INLINE = ("MOVS", "STOS", "LODS")
 
 # IMUL r32, r/m32 [, imm]: inline (``_plan``), flags as ``ops/muldiv.py`` records them.
 _IMUL_FORMS = ("Gv,Ev", "Gv,Ev,Iz", "Gv,Ev,Ibs")
@@ -298,6 +305,8 @@ def _rows(insns, plans):
             row = (False, True, True, True)
         elif kind == "cli":
             row = (False, False, True, False)
+        elif kind == "string":
+            row = (False, False, True, d.mnem != "LODS")
         elif kind == "movx":
             row = (False, False, d.rm < 0, False)
         elif kind == "imul":
@@ -787,6 +796,24 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     f"    cpu.eip = {d.next:#x}",
                     f"    {h}(cpu, {dd})",
                     "    SYNC_IN"])
+        elif kind == "string":
+            size = info
+            mask = {1: "0xFF", 2: "0xFFFF", 4: "0xFFFFFFFF"}[size]
+            lines = [f"st = {-size} if cpu.eflags & 0x400 else {size}"]
+            if d.mnem == "MOVS":
+                lines += ["lin = regs[6]", f"v = {_inline_rd(size)}", "lin = regs[7]"] + _inline_wr(size, "v")
+            elif d.mnem == "STOS":
+                lines += ["lin = regs[7]"] + _inline_wr(size, "regs[0]" if size == 4 else f"regs[0] & {mask}")
+            else:
+                keep = {1: "(regs[0] & 0xFFFFFF00) | ", 2: "(regs[0] & 0xFFFF0000) | ", 4: ""}[size]
+                lines += ["lin = regs[6]", f"regs[0] = {keep}{_inline_rd(size)}"]
+            if d.mnem != "STOS":
+                lines.append("regs[6] = (regs[6] + st) & 0xFFFFFFFF")
+            if d.mnem != "LODS":
+                lines.append("regs[7] = (regs[7] + st) & 0xFFFFFFFF")
+            em.emit(lines)
+            if stores[i]:
+                abort_check(i)
         elif kind == "lea":
             if flat:
                 off = _offset(d.addr)
