@@ -259,3 +259,64 @@ def test_movs_with_an_fs_source_is_not_in_line():
     assert _plan(d, True)[0] == "handler"
     assert _plan(decode(bytes.fromhex("a4"), 0, True), True)[0] == "string"
     assert _plan(decode(bytes.fromhex("f3a4"), 0, True), True)[0] == "handler"     # REP: its own block
+
+
+# An instruction that runs onto the next page (MOV EAX, imm32 at 0x1FFE, its
+# last three bytes at 0x2000) in a hot loop: decoded once and cached under
+# both frames (``CPU._new_block``), never stale.
+_CROSS_HEAD = bytes.fromhex("b964000000e9f40f0000c70508100200036000000f013d002000008b3500200000"
+                            "b964000000ba01000000e9ce0f0000")
+_CROSS_TAIL = bytes.fromhex("c34975f685d20f84faeffffff4")   # add ebx,eax ; dec ecx ; jnz ; test ; jz ; hlt
+
+
+def _count_builds(m):
+    calls = []
+    real = m.cpu._build_block
+
+    def counted(lin, pa):
+        calls.append(lin)
+        return real(lin, pa)
+    m.cpu._build_block = counted
+    return calls
+
+
+def test_an_instruction_across_a_page_boundary_is_decoded_once_and_follows_a_remap():
+    # start: mov ecx,100 ; jmp loop
+    # second: mov dword [PTE of 0x2000], 0x6003 ; invlpg [0x2000] ; mov esi,[0x2000] ;
+    #         mov ecx,100 ; mov edx,1 ; jmp loop
+    # (the load refills the TLB: the crossing instruction's lookup then hits it, mapped anew)
+    # loop (0x1FFE): mov eax,imm32 ; add ebx,eax ; dec ecx ; jnz loop ; test edx,edx ; jz second ; hlt
+    # Linear 0x2000 maps to frame 0x5000 (imm 0x11223344), then 0x6000 (imm 0x44556644).
+    builds = {}
+
+    def setup(m):
+        m.write(CODE, _CROSS_HEAD)
+        m.write(0x1FFE, b"\xb8\x44")
+        m.write(0x5000, bytes.fromhex("33221101") + _CROSS_TAIL)
+        m.write(0x6000, bytes.fromhex("66554401") + _CROSS_TAIL)
+        _paged_below_0x30000(m)
+        m.w32(0x21008, 0x5003)
+        builds[m.cpu.translate_blocks] = _count_builds(m)
+
+    (regs, eip, flags, icount, kind, _), m = both(b"", regs={2: 0, 3: 0}, setup=setup)
+    assert kind == StopKind.HALTED
+    assert regs[3] == (100 * 0x11223344 + 100 * 0x44556644) & 0xFFFFFFFF
+    for calls in builds.values():
+        assert calls.count(0x1FFE) <= 4            # once per mapping (and TLB refill), not per iteration
+    from tvmm.machine.cpu import CROSS_SHIFT
+    assert any(k >> CROSS_SHIFT for k in m.cpu.blocks)
+
+
+def test_a_store_to_the_second_page_of_a_cached_crossing_instruction_drops_it():
+    # start: mov ecx,50 ; jmp loop
+    # loop (0x1FFE): mov eax,imm32 ; add ebx,eax ; inc byte [0x2000] ; dec ecx ; jnz loop ; hlt
+    # the INC changes the immediate's second byte: every iteration adds a new value
+    def setup(m):
+        m.write(CODE, bytes.fromhex("b932000000e9f40f0000"))
+        m.write(0x1FFE, bytes.fromhex("b844"))
+        m.write(0x2000, bytes.fromhex("33221101c3fe05002000004975f0f4"))
+
+    (regs, eip, flags, icount, kind, data), m = both(b"", regs={3: 0}, setup=setup)
+    assert kind == StopKind.HALTED
+    assert regs[3] == sum(0x11223344 + (i << 8) for i in range(50)) & 0xFFFFFFFF
+    assert data[0] == 0x33 + 50

@@ -60,6 +60,13 @@ MAX_BLOCK = 32
 # starts over: code that runs once through fresh memory (a guest gone wild in
 # zero-filled RAM) must not grow tvmm without bound (issue 15).
 MAX_CACHED_INSNS = 1 << 16
+# Block-cache keys are ``pa << 33 | eip << 1 | code32``.  A block whose one
+# instruction runs onto the next page (``CPU._build_block``) also depends on
+# the frame that page maps to: its key adds ``(pfn2 + 1) << CROSS_SHIFT``, so
+# a remapped second page misses, and it is registered under both frames so a
+# store to either drops it.  ``CROSS_KEY_MASK`` recovers the plain key.
+CROSS_SHIFT = 96
+CROSS_KEY_MASK = (1 << CROSS_SHIFT) - 1
 # Translation backs off on a page whose translations stores keep dropping, up
 # to HOT << MAX_THRASH executions (see ``CPU._thrash``).
 MAX_THRASH = 10
@@ -739,10 +746,46 @@ class CPU:
                 del blk[i + 1:]
                 break
 
-    def _build_block(self, lin: int, pa: int) -> tuple[list, bool]:
+    def _new_block(self, lin: int, pa: int, key: int) -> Block:
+        """Decode the block at CS:EIP and put it in the cache when it may be."""
+        insns, pfn2, cacheable = self._build_block(lin, pa)
+        block = Block(insns)
+        if pfn2 is not None:
+            # an instruction running onto the next page: cached under both
+            # frames, never translated (units assume their first page)
+            block.hits = -1 << 30
+            if not cacheable:
+                return block
+            key |= (pfn2 + 1) << CROSS_SHIFT
+            for pfn in (pa >> 12, pfn2):
+                keys = self._page_blocks.setdefault(pfn, [])
+                if key not in keys:
+                    keys.append(key)
+            self.blocks[key] = block
+        elif cacheable:
+            self.blocks[key] = block
+            self._page_blocks.setdefault(pa >> 12, []).append(key)
+        else:
+            block.hits = -1 << 30        # never translate an uncached block
+        return block
+
+    def _cached_crossing(self, lin: int, key: int):
+        """The cached block at ``key`` whose instruction runs onto the next
+        linear page, if the TLB maps that page (to the frame it was decoded
+        from); None otherwise (the caller decodes, which may fault there)."""
+        nxt = ((lin | 0xFFF) + 1) & M32
+        d = self.tlb_r[nxt >> 12]
+        if d is None:
+            return None
+        return self.blocks.get(key | (((nxt + d) >> 12) + 1) << CROSS_SHIFT)
+
+    def _build_block(self, lin: int, pa: int) -> tuple[list, int | None, bool]:
         """Decode instructions starting at CS:EIP (linear ``lin``, physical ``pa``).
 
-        Returns ``(insns, cacheable)``.
+        Returns ``(insns, pfn2, cacheable)``: ``pfn2`` is the frame of the
+        next page when the block is one instruction that runs onto it (None
+        otherwise); ``cacheable``: every byte came from RAM (code pages are
+        then write-protected, so a store drops the block).
         """
         code32 = self.code32
         cs_room = self.seg_hi[CS] - self.eip + 1
@@ -767,7 +810,12 @@ class CPU:
             except NeedBytes:
                 if insns:
                     break
-                return [self._decode_crossing(lin, buf, page_room, cs_room)], False
+                d, pfn2 = self._decode_crossing(lin, buf, page_room, cs_room)
+                cacheable = ram_page and self.mem.is_ram_page(pfn2)
+                if cacheable:
+                    self._protect_code_page(pfn2)
+                    self._decoded += 1
+                return [d], pfn2, cacheable
             if d.ends and d.rep and insns and d.mnem in ("MOVS", "CMPS", "STOS", "LODS", "SCAS", "INS", "OUTS"):
                 break   # a REP string instruction is a block of its own
             insns.append(bind(d, eip, code32))
@@ -777,7 +825,7 @@ class CPU:
                 break
         if ram_page:
             self._decoded += len(insns)
-        return insns, ram_page
+        return insns, None, ram_page
 
     def _trim_blocks(self) -> None:
         """The block cache has taken in ``MAX_CACHED_INSNS`` decoded
@@ -792,26 +840,25 @@ class CPU:
         self._decoded = held
 
     def _decode_crossing(self, lin: int, buf: bytes, page_room: int, cs_room: int):
-        """An instruction that runs off the page (or off the CS limit)."""
+        """An instruction that runs off the page (or off the CS limit):
+        ``(insn, frame of the next page)``.  The next page is translated (and
+        may fault) only because the instruction needs its bytes."""
         if cs_room <= page_room:
             raise CpuFault(GP, 0)
-        nxt = (lin & 0xFFFFF000) + 0x1000
+        nxt = ((lin | 0xFFF) + 1) & M32
+        pa2 = self.translate(nxt, False, self.cpl == 3)
         more = []
         for i in range(min(15, cs_room - page_room)):
             try:
                 d = decode(bytes(buf) + bytes(more), 0, self.code32)
-                return bind(d, self.eip, self.code32)
+                return bind(d, self.eip, self.code32), pa2 >> 12
             except NeedBytes:
-                more.append(self._rd_fetch((nxt + i) & M32))
+                more.append(self.mem.read(pa2 + i, 1))
         try:
             d = decode(bytes(buf) + bytes(more), 0, self.code32)
         except NeedBytes:
             raise CpuFault(GP, 0) from None
-        return bind(d, self.eip, self.code32)
-
-    def _rd_fetch(self, lin: int) -> int:
-        pa = self.translate(lin, False, self.cpl == 3)
-        return self.mem.read(pa, 1)
+        return bind(d, self.eip, self.code32), pa2 >> 12
 
     # ------------------------------------------------------------- running
     def run(self, max_insns: int) -> Stop:
@@ -864,14 +911,10 @@ class CPU:
                 pa = lin + d if d is not None else self.translate(lin, False, self.cpl == 3)
                 key = (pa << 33) | (eip << 1) | self.code32
                 block = blocks.get(key)
+                if block is None and pa & 0xFFF > 0xFF1:
+                    block = self._cached_crossing(lin, key)
                 if block is None:
-                    insns, cacheable = self._build_block(lin, pa)
-                    block = Block(insns)
-                    if cacheable:
-                        blocks[key] = block
-                        self._page_blocks.setdefault(pa >> 12, []).append(key)
-                    else:
-                        block.hits = -1 << 30        # never translate an uncached block
+                    block = self._new_block(lin, pa, key)
             except CpuFault as e:
                 self._deliver_fault(e)
                 continue

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from . import guest as guest_mod
 from . import inspect
+from ..machine.cpu import CROSS_KEY_MASK
 
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
 GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
@@ -158,7 +159,7 @@ def decoded_starts(guest, addr: int, n: int, cpu=None) -> tuple[int, ...]:
             block = blocks.get(key)
             if block is None or key & 1 != code32 or not block.insns:
                 continue
-            first_pa, first_eip = key >> 33, block.insns[0].eip
+            first_pa, first_eip = (key & CROSS_KEY_MASK) >> 33, block.insns[0].eip
             for d in block.insns:
                 pa = first_pa + ((d.eip - first_eip) & mask)
                 if pa >> 12 == host >> 12:
