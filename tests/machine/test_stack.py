@@ -120,6 +120,21 @@ def test_pusha_popa(mode):
     same_as_unicorn(mode, code, regs=REGS)
 
 
+@pytest.mark.parametrize("esp", [STACK_TOP, STACK_TOP - 2, 0x3010, 0x3004])
+def test_pushad_popad_at_any_stack_position(esp):
+    # PUSHAD/POPAD move eight dwords at once when they are aligned on one
+    # page (CPU.stack_dwords); misaligned, or across the data/stack page
+    # boundary (0x3010: 0x2FF0..0x300F), they go dword by dword: the same
+    code = b"".join([
+        b"\xbc" + esp.to_bytes(4, "little"),           # mov esp, imm32
+        b"\x60",                                        # pushad
+        bytes([0x40 + r for r in range(8) if r != 4]),  # inc every register but esp
+        b"\x61",                                        # popad
+        b"\x60\x5a\x5b\x5e\x5f",                            # pushad ; pop edx ; pop ebx ; pop esi ; pop edi
+    ])
+    same_as_unicorn(32, code, regs=REGS, data=_data())
+
+
 # ============================================================ PUSHF / POPF
 @pytest.mark.parametrize("mode", [32, 16])
 def test_pushf_popf_at_cpl0(mode):

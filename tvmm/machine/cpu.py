@@ -639,6 +639,28 @@ class CPU:
             self._wr_slow(lin, 4, v)
         r[4] = sp
 
+    def stack_dwords(self, offset: int, count: int, write: bool) -> int:
+        """Where ``count`` dwords at SS:[ESP + offset] are in ``ram32`` (the
+        index of the first), when one plain access reaches them all: a
+        32-bit stack, inside SS's limits with no wraparound, aligned, on one
+        page the TLB maps to RAM (for writing when ``write``).  -1 otherwise,
+        and the caller takes the checked per-item path (which faults where
+        it must).  The TLB never maps watched pages, nor code pages for
+        writing, so a hit needs no watchpoint or code-store check."""
+        if not self.stack32:
+            return -1
+        sp = self.regs[4] + offset
+        end = sp + 4 * count - 1
+        if sp < self.seg_lo[2] or end > (self.seg_whi[2] if write else self.seg_hi[2]):
+            return -1
+        lin = self.seg_base[2] + sp
+        if lin & 3 or (lin & 0xFFF) + 4 * count > 0x1000 or lin + 4 * count > 0x100000000:
+            return -1
+        t = (self.tlb_w if write else self.tlb_r)[lin >> 12]
+        if t is None:
+            return -1
+        return (lin + t) >> 2
+
     def pop(self, size: int) -> int:
         v = self.peek(0, size)
         if self.stack32:

@@ -201,6 +201,15 @@ def set_accessed(cpu, addr: int, hi: int) -> int:
     return hi
 
 
+# Protected-mode data-segment loads that passed their checks, keyed by
+# (descriptor dwords, selector, CPL): the hidden-cache values to install.
+# Only descriptors whose accessed bit is already set are kept, so a hit has
+# no store to make; the descriptor is still read at every load (the guest
+# may change its tables at any time).  A trap path loads four or six data
+# segments (xv6's alltraps and trapret), so this is hot.
+_DATA_LOADS: dict[tuple[int, int, int, int], tuple] = {}
+
+
 def load_data(cpu, seg: int, sel: int) -> None:
     """MOV/POP/LDS into DS, ES, FS or GS."""
     if not cpu.protected:
@@ -213,6 +222,11 @@ def load_data(cpu, seg: int, sel: int) -> None:
         set_cache(cpu, seg, sel, 0, 0, 0)
         return
     lo, hi, addr = read_descriptor(cpu, sel)
+    key = (lo, hi, sel, cpu.cpl)
+    hit = _DATA_LOADS.get(key)
+    if hit is not None:
+        _install_data(cpu, seg, sel, hit)
+        return
     attr = desc_attr(hi)
     err = sel & 0xFFFC
     if not attr & DESC_S or (attr & DESC_CODE and not attr & DESC_RW):
@@ -222,8 +236,33 @@ def load_data(cpu, seg: int, sel: int) -> None:
             raise CpuFault(GP, err)
     if not attr & DESC_P:
         raise CpuFault(NP, err)
+    accessed = (hi >> 8) & 1
     hi = set_accessed(cpu, addr, hi)
     set_cache(cpu, seg, sel, *parse(lo, hi))
+    if accessed:
+        if len(_DATA_LOADS) >= MEMO_MAX:
+            _DATA_LOADS.clear()
+        _DATA_LOADS[key] = (cpu.seg_base[seg], cpu.seg_limit[seg], cpu.seg_attr[seg],
+                            cpu.seg_lo[seg], cpu.seg_hi[seg], cpu.seg_whi[seg])
+
+
+def _install_data(cpu, seg: int, sel: int, hit: tuple) -> None:
+    """``set_cache`` of a data segment (not CS or SS) in protected mode, from
+    values it computed before for the same descriptor (``_DATA_LOADS``)."""
+    base, limit, attr, lo, hi, whi = hit
+    cpu.seg_sel[seg] = sel
+    cpu.seg_base[seg] = base
+    cpu.seg_limit[seg] = limit
+    cpu.seg_attr[seg] = attr
+    cpu.seg_lo[seg] = lo
+    cpu.seg_hi[seg] = hi
+    cpu.seg_whi[seg] = whi
+    if seg <= 3:
+        if not base and not lo and hi == whi == _FULL:
+            cpu.nonflat &= ~(1 << seg)
+        else:
+            cpu.nonflat |= 1 << seg
+        cpu.flat = cpu.code32 and cpu.stack32 and not cpu.nonflat
 
 
 def load_ss(cpu, sel: int, cpl: int | None = None) -> None:

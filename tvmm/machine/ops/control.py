@@ -588,9 +588,14 @@ def _iret(cpu, d):
     if cpu.protected and materialize(cpu) & NT:
         tasks.iret(cpu, d.next)          # return to the task in the back link (nothing popped)
         return
-    t_eip = cpu.peek(0, size)
-    t_cs = cpu.peek(size, size) & 0xFFFF
-    t_fl = cpu.peek(2 * size, size)
+    at = cpu.stack_dwords(0, 3, False) if size == 4 else -1
+    if at >= 0:
+        t_eip, t_cs, t_fl = cpu.ram32[at:at + 3]
+        t_cs &= 0xFFFF
+    else:
+        t_eip = cpu.peek(0, size)
+        t_cs = cpu.peek(size, size) & 0xFFFF
+        t_fl = cpu.peek(2 * size, size)
     if not cpu.protected:
         if t_eip > cpu.seg_hi[CS]:
             raise CpuFault(GP, 0)

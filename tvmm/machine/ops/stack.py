@@ -16,6 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
+from array import array
+
 from .. import segments
 from ..consts import ES, FS, GS, DS, CS, GP, IF, IOPL, M32, RF, SS, SS_SEG, VM
 from ..cpu import EFLAGS_WRITABLE, u32_from
@@ -195,8 +197,14 @@ for _name, _seg in (("ES", ES), ("CS", CS), ("SS", SS_SEG), ("DS", DS), ("FS", F
 def _pusha(cpu, d):
     """PUSHA/PUSHAD: eAX eCX eDX eBX (original eSP) eBP eSI eDI."""
     size = d.osz
-    m = MASKS[size]
     r = cpu.regs
+    if size == 4:
+        at = cpu.stack_dwords(-32, 8, True)
+        if at >= 0:
+            cpu.ram32[at:at + 8] = array("I", r[::-1])
+            r[4] = (r[4] - 32) & M32
+            return
+    m = MASKS[size]
     push_all(cpu, [v & m for v in r], size)
 
 
@@ -204,6 +212,13 @@ def _popa(cpu, d):
     """POPA/POPAD: eDI eSI eBP (skipped eSP slot) eBX eDX eCX eAX.  All eight
     slots are read before any register changes."""
     size = d.osz
+    if size == 4:
+        at = cpu.stack_dwords(0, 8, False)
+        if at >= 0:
+            r = cpu.regs
+            r[7], r[6], r[5], _, r[3], r[2], r[1], r[0] = cpu.ram32[at:at + 8]
+            r[4] = (r[4] + 32) & M32
+            return
     vals = [cpu.peek(i * size, size) for i in range(8)]
     for i, reg in enumerate((7, 6, 5, -1, 3, 2, 1, 0)):
         if reg >= 0:
