@@ -320,3 +320,26 @@ def test_a_store_to_the_second_page_of_a_cached_crossing_instruction_drops_it():
     assert kind == StopKind.HALTED
     assert regs[3] == sum(0x11223344 + (i << 8) for i in range(50)) & 0xFFFFFFFF
     assert data[0] == 0x33 + 50
+
+
+def test_a_breakpoint_on_a_page_joined_into_a_translated_unit_stops_there():
+    # 0x1000: call f ; dec ecx ; jnz 0x1000 ; hlt      f (0x2000): inc eax ; ret
+    # The unit at 0x1005 (dec, jnz, call, f's inc and ret) joins f's page.  A
+    # breakpoint set on f afterwards must stop the guest at f, not be run
+    # through: breakpoint pages are kept out of the TLB, which the unit's
+    # join checks.
+    m = Machine()
+    m.write(0x1000, b"\xe8" + (0x2000 - 0x1005).to_bytes(4, "little", signed=True) + b"\x49\x75\xf8\xf4")
+    m.write(0x2000, b"\x40\xc3")
+    m.flat32(0x1000, esp=0x9000)
+    m.cpu.hot = 1
+    m.cpu.regs[1] = 100000
+    assert m.run(2003).kind == StopKind.BUDGET and m.cpu.eip == 0x1005
+    assert any(b.fn is not None and 0x2 in b.vpages for b in m.cpu.blocks.values())   # f is joined
+    m.cpu.breakpoints.add(0x2000)
+    m.cpu._refresh()
+    stop = m.run(200)
+    assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x2000 and m.cpu.icount == 2006
+    m.cpu.breakpoints.clear()
+    m.cpu._refresh()
+    assert m.run(100).kind == StopKind.BUDGET and m.cpu.regs[0] == 401 + 20

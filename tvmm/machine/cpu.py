@@ -167,6 +167,7 @@ class CPU:
         self.nonflat = 0xF                         # bit n: segment n (ES CS SS DS) is not flat
         self.watch_vpns: set[int] = set()          # pages kept out of the TLB (data breakpoints)
         self.breakpoints: set[int] = set()         # debugger breakpoints, linear addresses
+        self.bp_pages: frozenset | set = _NO_PAGES  # their pages (kept out of the TLB, see _refresh)
         self.watchpoints: list = []                # debugger watchpoints: (lin, len, kind)
         self.intr = False                          # INTR line from the interrupt controller
         self.intr_ack = None                       # callable -> vector
@@ -283,7 +284,12 @@ class CPU:
         # Debugger breakpoints slow down only the pages that hold them: the
         # run loop single-steps a block whose page is in ``bp_pages``.
         bps = self.breakpoints
-        self.bp_pages = {b >> 12 for b in bps} if bps else _NO_PAGES
+        pages = {b >> 12 for b in bps} if bps else _NO_PAGES
+        if pages != self.bp_pages:
+            added = pages - self.bp_pages
+            self.bp_pages = pages
+            if added:
+                self._keep_out_of_tlb(added)
         self.slow = bool(self.eflags & TF or (self.dr[7] & 0xFF and debug.exec_breakpoints(self)))
         self.attention = bool(self.stop_request or self.halted or self.inhibit or self.pending_db
                               or (self.intr and self.eflags & IF) or self.slow
@@ -361,6 +367,20 @@ class CPU:
             self._tlb_large.clear()
             self._wmap.clear()
 
+    def _keep_out_of_tlb(self, vpns) -> None:
+        """Drop the TLB entries of linear pages that must not be in it: pages
+        with a debugger breakpoint (``bp_pages``; ``translate`` does not fill
+        them either).  Translated code checks the TLB wherever it enters a
+        page other than its first (a join, a link to another page), so it
+        leaves there, and the run loop runs a breakpoint page's code one
+        instruction at a time, stopping at the breakpoint."""
+        for vpn in vpns:
+            for t in (self._tlb_rs, self._tlb_ws, self._tlb_ru, self._tlb_wu):
+                t[vpn] = None
+            self._tlb_filled.pop(vpn, None)
+            for k in range(vpn << 2, (vpn << 2) + 4):
+                self._tlb_io.pop(k, None)
+
     def _walk_faulted(self, e: CpuFault, lin: int, write: bool, user: bool):
         """The walk for a TLB miss raised ``e``.  ``ops.walk_fault`` sees it
         first, where the access is: under a monitor, a shadow miss is filled
@@ -416,7 +436,7 @@ class CPU:
             pa_page, writable, glob, large = lin & 0xFFFFF000, True, False, False
         pa_page &= self.a20_mask
         pfn = pa_page >> 12
-        if self.mem.is_ram_page(pfn) and vpn not in self.watch_vpns:
+        if self.mem.is_ram_page(pfn) and vpn not in self.watch_vpns and vpn not in self.bp_pages:
             delta = pa_page - (vpn << 12)
             if user:
                 tr, tw = self._tlb_ru, self._tlb_wu
@@ -439,7 +459,7 @@ class CPU:
             self._tlb_filled[vpn] = glob
             if large:
                 self._tlb_large.add(vpn >> 10)
-        elif vpn not in self.watch_vpns:
+        elif vpn not in self.watch_vpns and vpn not in self.bp_pages:
             # Not RAM (a device, a hole): accesses must reach memory's slow
             # path each time, but the walk need not be repeated.
             if pfn == self.vapic_pfn:
