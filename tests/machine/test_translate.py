@@ -343,3 +343,56 @@ def test_a_breakpoint_on_a_page_joined_into_a_translated_unit_stops_there():
     m.cpu.breakpoints.clear()
     m.cpu._refresh()
     assert m.run(100).kind == StopKind.BUDGET and m.cpu.regs[0] == 401 + 20
+
+
+# Two units on two pages that end in indirect jumps to each other (linked
+# across pages by the run loop, ``Block.xpage``):
+#   0x1000: 1: inc eax ; cmp eax,50 ; jne 2f ; <change page 0x2000> ; 2: mov edx,0x2000 ; jmp edx
+#   0x2000: <add to ebx> ; mov edx,0x1000 ; dec ecx ; jz 3f ; jmp edx ; 3: hlt
+def _linked_pages(m):
+    from tvmm.machine.translate import DEAD_XPAGE
+    return [b for b in m.cpu.blocks.values() if b.xpage is not None and b.xpage != DEAD_XPAGE]
+
+
+def test_a_link_to_another_page_is_not_followed_once_the_page_is_mapped_elsewhere():
+    # at eax == 50: PTE of 0x2000 -> frame 0x6000 (add ebx,0x100 instead of
+    # inc ebx), invlpg, and a load from 0x2000 that maps it again at once
+    def setup(m):
+        m.write(CODE, bytes.fromhex("4083f8327517c70508100200036000000f013d002000008b3500200000"
+                                    "ba00200000ffe2"))
+        m.write(0x5000, bytes.fromhex("43ba00100000497402ffe2f4"))
+        m.write(0x6000, bytes.fromhex("81c300010000ba00100000497402ffe2f4"))
+        _paged_below_0x30000(m)
+        m.w32(0x21008, 0x5003)
+
+    (regs, eip, flags, icount, kind, _), m = both(b"", regs={0: 0, 1: 100, 3: 0}, setup=setup)
+    assert kind == StopKind.HALTED
+    assert regs[3] == 49 + 51 * 0x100
+    assert _linked_pages(m)
+
+
+def test_a_link_to_another_page_is_not_followed_once_its_code_is_written():
+    # at eax == 50: the ADD's immediate on the other page becomes 0x10
+    def setup(m):
+        m.write(CODE, bytes.fromhex("4083f8327507c6050220000010ba00200000ffe2"))
+        m.write(0x2000, bytes.fromhex("83c301ba00100000497402ffe2f4"))
+
+    (regs, eip, flags, icount, kind, data), m = both(b"", regs={0: 0, 1: 100, 3: 0}, setup=setup)
+    assert kind == StopKind.HALTED
+    assert regs[3] == 49 + 51 * 0x10
+    assert _linked_pages(m)
+
+
+def test_a_breakpoint_on_a_linked_page_stops_there():
+    m = Machine()
+    m.write(0x1000, bytes.fromhex("4083f8327507c6050220000010ba00200000ffe2"))
+    m.write(0x2000, bytes.fromhex("83c301ba00100000497402ffe2f4"))
+    m.flat32(0x1000, esp=0x9000)
+    m.cpu.hot = 1
+    m.cpu.regs[0], m.cpu.regs[1], m.cpu.regs[3] = 0, 1000, 0
+    assert m.run(203).kind == StopKind.BUDGET
+    assert _linked_pages(m)
+    m.cpu.breakpoints.add(0x2000)
+    m.cpu._refresh()
+    stop = m.run(200)
+    assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x2000

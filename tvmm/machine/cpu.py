@@ -41,7 +41,7 @@ from .flags import materialize
 from .mmu import walk
 from .native import CPUID_SIGNATURE, NATIVE_OPS
 from .x87.state import FPU
-from .translate import HOT, Block, translate_block
+from .translate import DEAD_XPAGE, HOT, Block, translate_block
 from .vmx import MAX_DELIVERY_RETRIES
 
 _U8 = struct.Struct("<B")
@@ -750,6 +750,8 @@ class CPU:
         translated = False
         for key in self._page_blocks.pop(pfn, ()):
             b = self.blocks.pop(key, None)
+            if b is not None:
+                b.xpage = DEAD_XPAGE         # links to it from other pages are not followed
             if b is not None and b.fn is not None:
                 translated = True
             if b is not None and len(b.pfns) > 1:
@@ -971,8 +973,14 @@ class CPU:
                 elif block.flat and not self.flat:
                     fn = block.fn = self._translate(block, key, lin, pa)  # now for any segments
                 if fn is not None and block.n <= left:
-                    if prev is not None and (lin >> 12) in prev.vpages:
-                        prev.links[eip] = block      # chain: prev jumps straight here next time
+                    if prev is not None:
+                        # chain: prev jumps straight here next time (to another
+                        # page only while the TLB maps it the same: xpage)
+                        if (lin >> 12) in prev.vpages:
+                            prev.links[eip] = block
+                        elif d is not None and self.flat:
+                            prev.links[eip] = block
+                            block.xpage = (lin >> 12, d)
                     self._running = None
                     self._running_pfn = pa >> 12
                     nxt = None
@@ -983,6 +991,10 @@ class CPU:
                             nxt = fn(self)
                             if nxt is None or self.attention or self.block_abort \
                                     or nxt.n > self.stop_at - self.icount:
+                                break
+                            x = nxt.xpage
+                            if x is not None and (self.tlb_r[x[0]] != x[1] or not self.flat):
+                                nxt = None           # its page moved, or was dropped: look it up
                                 break
                             block = nxt
                             fn = block.fn

@@ -60,7 +60,9 @@ Contract with the run loop (``CPU._run``):
   A unit that branches back to its own start loops inside the function while
   the budget allows a whole iteration and ``cpu.attention`` is clear.
 - It returns the successor block from ``links`` when it ended normally (the
-  run loop may then skip the lookup), else None.
+  run loop may then skip the lookup), else None.  The run loop follows a
+  returned block whose ``xpage`` is set only if the TLB still maps that
+  page as it did (``Block``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from .consts import ARITH
 from .errors import CpuFault
 from .flags import get_cf
 
+DEAD_XPAGE = (0, -1)    # ``Block.xpage`` of a dropped block: no TLB entry is -1
 HOT = 32                # executions before a block is translated (xv6 runs many blocks a few dozen times)
 MAX_TRACE = 64          # instructions in one translated unit
 M32 = 0xFFFFFFFF
@@ -107,12 +110,18 @@ class Block:
     for flat segments.
 
     ``links`` maps an EIP the unit ended at to the translated block that
-    starts there on one of ``vpages``; the compiled function returns that
-    block so the run loop can skip the lookup.  A write to any page of the
-    unit drops the unit, and every block on its first page, links included.
+    starts there; the compiled function returns that block so the run loop
+    can skip the lookup.  A write to any page of the unit drops the unit,
+    and every block on its first page, links included.  A link to a block
+    on another page than the unit's ``vpages`` (a return to a caller on
+    another page) is followed only while that block's ``xpage``, the
+    ``(vpn, delta)`` its page had in the read TLB when the link was made,
+    still holds and the segments are flat; a dropped block gets
+    ``DEAD_XPAGE``, which never holds, so a stale link is never followed.
     """
 
-    __slots__ = ("insns", "fn", "hits", "n", "links", "linkable", "trace", "vpages", "pfns", "flat")
+    __slots__ = ("insns", "fn", "hits", "n", "links", "linkable", "trace", "vpages", "pfns", "flat",
+                 "xpage")
 
     def __init__(self, insns: list):
         self.insns = insns
@@ -124,6 +133,7 @@ class Block:
         self.vpages: frozenset = frozenset()
         self.pfns: tuple = ()
         self.flat = False
+        self.xpage = None
         last = insns[-1]
         self.linkable = last.mnem in LINKABLE and last.spec != "Mp" or not last.ends
 
