@@ -17,12 +17,12 @@ from .harness import Machine, gate_desc, seg_desc
 CODE = 0x1000
 
 
-def _run(code: bytes, translated: bool, regs=None, setup=None, budget=200_000):
+def _run(code: bytes, translated: bool, regs=None, setup=None, budget=200_000, hot=1):
     m = Machine()
     m.write(CODE, code)
     m.flat32(CODE, esp=0x9000)
     m.cpu.translate_blocks = translated
-    m.cpu.hot = 1                      # translate on the first execution
+    m.cpu.hot = hot                    # by default, translate on the first execution
     for i, v in (regs or {}).items():
         m.cpu.regs[i] = v
     if setup:
@@ -396,3 +396,29 @@ def test_a_breakpoint_on_a_linked_page_stops_there():
     m.cpu._refresh()
     stop = m.run(200)
     assert stop.kind == StopKind.BREAKPOINT and m.cpu.eip == 0x2000
+
+
+def test_a_loop_entered_in_its_middle_loops_inside_its_unit():
+    # jmp 2f ; 1: add eax,ecx ; dec ecx ; jz 3f ; 2: add ebx,eax ; test ecx,1 ; jmp 1b ; 3: hlt
+    # The unit starting at 2 ends with the JZ whose fall-through is its own
+    # start: it loops on the fall-through and leaves when the branch is taken.
+    # (hot=2: the block at 1 is cached when the one at 2 is translated)
+    code = bytes.fromhex("eb0501c849740a01c3f7c101000000ebf1f4")
+    (regs, eip, flags, icount, kind, _), m = both(code, regs={0: 0, 1: 1000, 3: 0}, hot=2)
+    assert kind == StopKind.HALTED and regs[1] == 0
+    units = [b.fn.source for b in m.cpu.blocks.values() if b.fn is not None]
+    assert any("while True:" in src and "if not (" in src for src in units)
+    for budget in (1, 7, 8, 9, 100, 2001, 4000):        # stops at the exact instruction
+        a, _ = _run(code, False, regs={0: 0, 1: 1000, 3: 0}, budget=budget, hot=2)
+        b, _ = _run(code, True, regs={0: 0, 1: 1000, 3: 0}, budget=budget, hot=2)
+        assert a == b and a[3] == min(budget, 1 + 6 * 1000 - 2)
+
+
+def test_a_rep_string_unit_hands_its_successor_to_the_run_loop():
+    # 1: push ecx ; mov ecx,16 ; mov eax,ebx ; rep stosd ; sub edi,64 ; inc ebx ;
+    #    pop ecx ; dec ecx ; jnz 1b ; hlt — the REP unit is linked to the next
+    code = bytes.fromhex("bf00200000b94000000051b91000000089d8f3ab83ef4043594975eef4")
+    (regs, eip, flags, icount, kind, data), m = both(code, regs={3: 0})
+    assert kind == StopKind.HALTED and data[:64] == (63).to_bytes(4, "little") * 16
+    rep = [b for b in m.cpu.blocks.values() if b.fn is not None and b.insns[0].mnem == "STOS"]
+    assert rep and rep[0].links

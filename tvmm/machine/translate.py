@@ -82,7 +82,8 @@ M32 = 0xFFFFFFFF
 
 # Block endings that keep CS, CPL and the paging mode: a block ending so may
 # hand its successor straight to the run loop (see ``Block.links``).
-LINKABLE = frozenset({"JMP", "CALL", "RET", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ"}
+LINKABLE = frozenset({"JMP", "CALL", "RET", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ",
+                      "MOVS", "STOS", "LODS", "CMPS", "SCAS"}      # REP forms: a block of their own
                      | {"J" + cc for cc in ("O", "NO", "B", "NB", "Z", "NZ", "BE", "NBE",
                                              "S", "NS", "P", "NP", "L", "NL", "LE", "NLE")})
 
@@ -587,7 +588,11 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 return True
         return False
 
-    loop = plans[-1][0] in ("jcc", "jmp") and last.imm == insns[0].eip and n > 1
+    # A unit whose last branch goes back to its start loops in the function:
+    # on the branch taken, or (``loop_falls``) on its fall-through, as in a
+    # compiled loop entered in its middle (xv6's mappages).
+    loop_falls = plans[-1][0] == "jcc" and last.next == insns[0].eip != last.imm and n > 1
+    loop = loop_falls or plans[-1][0] in ("jcc", "jmp") and last.imm == insns[0].eip and n > 1
     if loop:
         em.ind = "    "
     fstate = None        # (kind, size) of the inlined flag setter whose a/b/res locals are live
@@ -868,6 +873,24 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     em.raw([f"if cpu.eip != {insns[0].eip:#x} or {budget}:", f"    {ret_link}"])
                 else:
                     em.raw([ret_link])
+            elif loop_falls:
+                em.raw([f"if not ({cond}):",
+                        f"    cpu.icount += {n}",
+                        f"    if {budget}:",
+                        "        SYNC_OUT",
+                        f"        cpu.eip = {d.next:#x}",
+                        f"        {ret_link}",
+                        "    continue",
+                        f"if {limit_ok}:",
+                        f"    cpu.eip = {d.imm:#x}",
+                        "else:",
+                        f"    cpu.eip = {d.next:#x}",
+                        "    SYNC_OUT",
+                        f"    k = {~i}",
+                        f"    {h}(cpu, {dd})  # target past the CS limit: #GP",
+                        "SYNC_OUT",
+                        f"cpu.icount += {n}",
+                        ret_link])
             elif loop:
                 em.raw([f"if {cond}:",
                         f"    if {limit_ok}:",
