@@ -99,3 +99,25 @@ def test_invlpg_forgets_the_apic_page_only_when_it_names_it():
     cpu.invlpg(APIC + 0x20)
     cpu.rd32(APIC + 0x20)
     assert cpu.vapic_reads == 1
+
+
+def test_translated_code_reads_static_registers_as_the_interpreter_does():
+    # mov ebx, APIC ; mov ecx, 50 ; xor esi,esi ; xor edi,edi
+    # 1: mov eax,[ebx+0x20] ; add esi,eax ; mov eax,[ebx+0x30] ; add esi,eax
+    #    mov [ebx+0x80],ecx ; mov eax,[ebx+0x80] ; add edi,eax ; dec ecx ; jnz 1b ; hlt
+    # (xv6's mycpu reads the ID through a pointer, in translated code)
+    code = bytes.fromhex("bb0000e0feb93200000031f631ff8b432001c68b433001c6898b800000008b838000000001c7"
+                         "4975e5f4")
+    results = []
+    for translated in (False, True):
+        pc = PC(4 << 20)
+        pc.cpu.translate_blocks = translated
+        pc.cpu.hot = 1
+        run(pc, code)
+        results.append((list(pc.cpu.regs), pc.cpu.vapic_reads, pc.lapic.tpr))
+        if translated:
+            assert any(b.fn is not None for b in pc.cpu.blocks.values())
+    assert results[0] == results[1]
+    regs, reads, tpr = results[1]
+    assert regs[6] == 50 * 0x50014 and regs[7] == sum(range(1, 51)) and tpr == 1
+    assert reads == 3 * 50 - 1                     # the first read finds the page through the device

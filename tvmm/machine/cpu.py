@@ -395,10 +395,22 @@ class CPU:
 
     def invlpg(self, lin: int) -> None:
         vpn = lin >> 12
-        victims = [vpn]
         region = vpn >> 10
-        if region in self._tlb_large:
-            victims = [v for v in self._tlb_filled if v >> 10 == region]
+        if region not in self._tlb_large:
+            # one page (the monitor calls this at every shadow fill)
+            if vpn in self._tlb_filled:
+                del self._tlb_filled[vpn]
+                self._tlb_rs[vpn] = self._tlb_ws[vpn] = self._tlb_ru[vpn] = self._tlb_wu[vpn] = None
+            if self._wprot:
+                self._wprot.pop(vpn, None)
+            if self._vapic_key >> 1 == vpn:
+                self._vapic_key = -1
+            io = self._tlb_io
+            if io:
+                for k in range(vpn << 2, (vpn << 2) + 4):
+                    io.pop(k, None)
+            return
+        victims = [v for v in self._tlb_filled if v >> 10 == region]
         if self._wprot:
             for v in victims:
                 self._wprot.pop(v, None)
