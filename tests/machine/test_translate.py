@@ -422,3 +422,42 @@ def test_a_rep_string_unit_hands_its_successor_to_the_run_loop():
     assert kind == StopKind.HALTED and data[:64] == (63).to_bytes(4, "little") * 16
     rep = [b for b in m.cpu.blocks.values() if b.fn is not None and b.insns[0].mnem == "STOS"]
     assert rep and rep[0].links
+
+
+def test_sti_in_line_takes_a_pending_interrupt_after_its_shadow_only():
+    # 1: cli ; inc eax ; sti ; inc ebx ; inc ecx ; dec edx ; jnz 1b ; hlt
+    # An interrupt line held high whose controller answers from instruction
+    # ``ready`` on: taken where IF is 1, never between STI and INC EBX (the
+    # shadow), at the same instruction translated or not.
+    code = bytes.fromhex("fa40fb43414a75f8f4")
+    for ready in range(0, 60, 3):
+        outcomes = []
+        for translated in (False, True):
+            m = Machine()
+            m.write(CODE, code)
+            m.flat32(CODE, esp=0x9000)
+            m.cpu.translate_blocks = translated
+            m.cpu.hot = 2                  # every block of the loop cached when it is translated
+            m.cpu.regs[2] = 100
+            taken = []
+
+            def ack(m=m):
+                return 0x40 if m.cpu.icount >= ready else None
+
+            def intercept(vector, err, eip, soft, external, m=m, taken=taken):
+                taken.append((vector, eip, m.cpu.icount))
+                m.cpu.halted = True
+                m.cpu.attention = True
+                return True
+
+            m.cpu.intr_ack = ack
+            m.cpu.intercept = intercept
+            m.cpu.set_intr(True)
+            m.run(2000)
+            outcomes.append((taken, list(m.cpu.regs), m.cpu.icount))
+            if translated:
+                units = [b.fn.source for b in m.cpu.blocks.values() if b.fn is not None]
+        assert outcomes[0] == outcomes[1], ready
+        taken = outcomes[1][0]
+        assert taken and taken[0][1] != CODE + 3               # never inside the shadow
+    assert any("cpu.set_eflags(0x200, 0x200)" in src for src in units)   # STI was in line

@@ -200,6 +200,8 @@ def _plan(d, flat: bool):
         return "pushf", None
     if flat and m == "CLI":
         return "cli", None
+    if flat and m == "STI":
+        return "sti", None
     if flat and m in _STRING_INLINE and not d.rep and d.asz == 4 and (m == "STOS" or d.seg in (0, 2, 3)):
         return "string", 1 if "b" in d.spec else d.osz
     if m == "XCHG" and d.spec == "Ev,Gv" and d.osz == 4 and d.rm >= 0:
@@ -314,7 +316,7 @@ def _rows(insns, plans):
             row = (False, False, True, True)
         elif kind == "pushf":
             row = (False, True, True, True)
-        elif kind == "cli":
+        elif kind in ("cli", "sti"):
             row = (False, False, True, False)
         elif kind == "string":
             row = (False, False, True, d.mnem != "LODS")
@@ -482,8 +484,8 @@ def gather(cpu, block, lin: int) -> tuple[list, list, list]:
             target = last.imm
         elif last.mnem == "RET" and last.spec == "" and last.osz == 4 and calls:
             target = calls.pop()
-        elif last.mnem == "CLI":
-            target = last.next          # it ends a block, but nothing becomes pending
+        elif last.mnem in ("CLI", "STI"):
+            target = last.next          # it ends a block (STI: the next one is its shadow)
         elif last.mnem in _JCC and last.spec in ("Jb", "Jz"):
             target = _likelier(cpu, base, last, seen)
             if target is None:
@@ -570,6 +572,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     last = insns[-1]
     ret_link = "return links.get(cpu.eip)" if (last.mnem in LINKABLE or not last.ends) else "return None"
     plans = [_plan(d, flat) for d in insns]
+    if plans[-1][0] == "sti":
+        plans[-1] = ("handler", None)   # nothing of its shadow in the unit: the handler sets it
     rows = _rows(insns, plans)
     # A RET followed by more of the unit is a guarded return (see gather).
     writes = [r[0] for r in rows]
@@ -584,6 +588,12 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     # a block boundary inside the unit is an exit point: flags must be exact there
     starts = [False] + [joins[i] is not None or insns[i].eip != insns[i - 1].next
                         or insns[i - 1].ends for i in range(1, n)]
+    # An inline STI's shadow: the instruction after it starts a block but
+    # takes no interrupt check (``boundary``); the one after that does.
+    shadow = [False] + [plans[i - 1][0] == "sti" for i in range(1, n)]
+    for i in range(1, n - 1):
+        if shadow[i]:
+            starts[i + 1] = True
     for i in range(1, n):
         if starts[i]:
             reads[i] = True
@@ -621,10 +631,12 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         # The unit was entered with room for all n instructions (icount moves
         # only at exits and back edges), and whatever lowers ``stop_at`` sets
         # ``attention`` (PC._new_deadline, request_stop): one test suffices.
-        lines = [f"if cpu.attention: raise Leave({i}, {d.eip:#x})"]
+        lines = [] if shadow[i] else [f"if cpu.attention: raise Leave({i}, {d.eip:#x})"]
         j = joins[i]
         if j is not None:
-            lines.append(f"if tlb_r[{j[0]:#x}] != {j[1]}: raise Leave({i}, {d.eip:#x})")
+            # leaving at an STI's shadow instruction leaves the shadow in force
+            keep = "cpu.inhibit = True; cpu._refresh(); " if shadow[i] else ""
+            lines.append(f"if tlb_r[{j[0]:#x}] != {j[1]}: {keep}raise Leave({i}, {d.eip:#x})")
         em.raw(lines)
 
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
@@ -837,6 +849,19 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             em.emit(lines)
             if stores[i]:
                 abort_check(i)
+        elif kind == "sti":
+            # ring 0 sets IF in line; the next instruction runs in its shadow
+            # (no interrupt check before it, one after it: ``shadow``); CPL
+            # > IOPL: the handler, which raises #GP(0)
+            h, dd = em.const("h", d.fn), em.const("d", d)
+            em.raw(["if cpu.cpl <= (cpu.eflags >> 12 & 3):",
+                    "    if not cpu.eflags & 0x200: cpu.set_eflags(0x200, 0x200)",
+                    "else:",
+                    "    SYNC_OUT",
+                    f"    k = {~i}",
+                    f"    cpu.eip = {d.next:#x}",
+                    f"    {h}(cpu, {dd})",
+                    "    SYNC_IN"])
         elif kind == "lea":
             if flat:
                 off = _offset(d.addr)
