@@ -819,12 +819,16 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     + _stack_write("v") + ["regs[4] = sp"])
             if i + 1 < n:
                 abort_check(i)
-        elif kind == "cli":
-            # ring 0 clears IF in line (xv6's pushcli); CPL > IOPL: the
-            # handler, which raises #GP(0)
+        elif kind in ("cli", "sti"):
+            # Ring 0 clears or sets IF in line (xv6's pushcli and popcli);
+            # after STI the next instruction runs in its shadow (no interrupt
+            # check before it, one after it: ``shadow``).  CPL > IOPL: the
+            # handler, which raises #GP(0).
             h, dd = em.const("h", d.fn), em.const("d", d)
+            change = ("if cpu.eflags & 0x200: cpu.set_eflags(0, 0x200)" if kind == "cli"
+                      else "if not cpu.eflags & 0x200: cpu.set_eflags(0x200, 0x200)")
             em.raw(["if cpu.cpl <= (cpu.eflags >> 12 & 3):",
-                    "    if cpu.eflags & 0x200: cpu.set_eflags(0, 0x200)",
+                    f"    {change}",
                     "else:",
                     "    SYNC_OUT",
                     f"    k = {~i}",
@@ -849,19 +853,6 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             em.emit(lines)
             if stores[i]:
                 abort_check(i)
-        elif kind == "sti":
-            # ring 0 sets IF in line; the next instruction runs in its shadow
-            # (no interrupt check before it, one after it: ``shadow``); CPL
-            # > IOPL: the handler, which raises #GP(0)
-            h, dd = em.const("h", d.fn), em.const("d", d)
-            em.raw(["if cpu.cpl <= (cpu.eflags >> 12 & 3):",
-                    "    if not cpu.eflags & 0x200: cpu.set_eflags(0x200, 0x200)",
-                    "else:",
-                    "    SYNC_OUT",
-                    f"    k = {~i}",
-                    f"    cpu.eip = {d.next:#x}",
-                    f"    {h}(cpu, {dd})",
-                    "    SYNC_IN"])
         elif kind == "lea":
             if flat:
                 off = _offset(d.addr)
