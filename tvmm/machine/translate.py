@@ -825,8 +825,9 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             # check before it, one after it: ``shadow``).  CPL > IOPL: the
             # handler, which raises #GP(0).
             h, dd = em.const("h", d.fn), em.const("d", d)
-            change = ("if cpu.eflags & 0x200: cpu.set_eflags(0, 0x200)" if kind == "cli"
-                      else "if not cpu.eflags & 0x200: cpu.set_eflags(0x200, 0x200)")
+            # (IF is never lazy: the arithmetic flags are left as they are)
+            change = ("if cpu.eflags & 0x200: cpu.eflags &= 0xFFFFFDFF; cpu._refresh()" if kind == "cli"
+                      else "if not cpu.eflags & 0x200: cpu.eflags |= 0x200; cpu._refresh()")
             em.raw(["if cpu.cpl <= (cpu.eflags >> 12 & 3):",
                     f"    {change}",
                     "else:",
