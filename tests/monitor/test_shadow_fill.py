@@ -20,7 +20,7 @@ import pytest
 from tvmm.machine.consts import CR4_PGE, CR4_PSE
 from tvmm.machine.errors import CpuFault
 from tvmm.monitor import events as ev
-from tvmm.monitor.shadow import ShadowMmu
+from tvmm.monitor.shadow import PREFETCH, ShadowMmu
 
 from .kit import ENTRY, PD, Layout, X, boot
 
@@ -178,3 +178,44 @@ def test_a_reflected_fault_is_stamped_with_the_time_of_the_faulting_instruction(
     assert lay.result() == (0, 0x800010, 14)
     [e] = monitor.log.recent("g", kinds={ev.PF_REFLECTED})
     assert e.icount == 5
+
+
+def test_prefetch_fills_present_neighbours_after_a_read_and_used_ones_after_a_write(tmp_path):
+    # Two guest tables alike: around the faulting page, neighbours present and
+    # never used (A clear), present and used (A set), and not present.  A
+    # read fault prefetches every present neighbour (setting A, as a
+    # speculative walk would); a write fault only the used ones (a fresh page
+    # written first would fault again for its D bit).  A table with no
+    # candidate at all gives just the faulting page.
+    monitor, g = boot(tmp_path, X.HLT)
+    lay = Layout(g)
+    lay.flat_gdt_idt()
+    mem, shadow, cpu = g.gmem, g.shadow, g.vcpu
+    kinds = {}
+    for pdi in (1, 2, 3, 4, 5):
+        table = TABLES + (pdi - 1) * 0x1000
+        mem.write(PD + pdi * 4, 4, table | P | W | A)
+        for pti in range(1024):
+            # tables 1, 2: a mix; 3: none present; 4, 5: all present, none used
+            kind = (pti * 7) % 3 if pdi < 3 and pti != 512 else 0
+            kind = 2 if pdi == 3 and pti != 512 else kind
+            kinds[pdi, pti] = kind
+            mem.write(table + pti * 4, 4, ((0x200 + pti) << 12) | (P | W, P | W | A, 0)[kind])
+    lay.paging_on()
+    for pdi, err in ((1, 0), (2, 2), (3, 2), (4, 0), (5, 2)):
+        gva = (pdi << 22) | (512 << 12)
+        assert shadow.page_fault(cpu, cpu, CpuFault(14, err, gva)) is None
+        for pti in range(512 - PREFETCH - 4, 512 + PREFETCH + 5):
+            filled = shadow.entry((pdi << 22) | (pti << 12)) != 0
+            kind = kinds[pdi, pti]
+            if pti == 512:
+                want = True
+            elif abs(pti - 512) > PREFETCH:
+                want = False
+            elif err == 0:
+                want = kind in (0, 1)                       # present
+            else:
+                want = kind == 1                            # present and used
+            assert filled == want, (pdi, pti, kind)
+            if filled and err == 0:
+                assert mem.read(TABLES + (pdi - 1) * 0x1000 + pti * 4, 4) & A
