@@ -461,3 +461,21 @@ def test_sti_in_line_takes_a_pending_interrupt_after_its_shadow_only():
         taken = outcomes[1][0]
         assert taken and taken[0][1] != CODE + 3               # never inside the shadow
     assert any("cpu.eflags |= 0x200" in src for src in units)   # STI was in line
+
+
+def test_a_loop_that_calls_loops_on_its_return_when_entered_after_the_call():
+    # push ecx ; jmp 2f ; 1: push ecx ; call f ; 2: pop ecx ; dec ecx ; jnz 1b ; hlt
+    # f: xor edx,edx ; cmp ecx,7 ; sete dl ; add [esp],edx ; lea eax,[eax+eax*2] ; add ebx,eax ; ret
+    # The unit starting at 2 (entered there first) ends with f's RET back to
+    # 2: it loops on that return.  When ECX is 7, f returns one byte further
+    # (past the POP): the popped address differs and the unit leaves there.
+    code = bytes.fromhex("51eb0651e805000000594975f6f431d283f9070f94c20114248d044001c3c3")
+    regs = {0: 1, 1: 300, 3: 0}
+    (out, eip, flags, icount, kind, _), m = both(code, regs=regs, hot=2)
+    assert kind == StopKind.HALTED and out[1] == 0
+    units = [b.fn.source for b in m.cpu.blocks.values() if b.fn is not None]
+    assert any("while True:" in src and "if v == 0x1009:" in src for src in units)
+    for budget in (1, 5, 11, 12, 13, 500, 1500, 2103):       # stops at the exact instruction
+        a, _ = _run(code, False, regs=regs, budget=budget, hot=2)
+        b, _ = _run(code, True, regs=regs, budget=budget, hot=2)
+        assert a == b and a[3] == min(budget, icount)

@@ -611,6 +611,20 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     # compiled loop entered in its middle (xv6's mappages).
     loop_falls = plans[-1][0] == "jcc" and last.next == insns[0].eip != last.imm and n > 1
     loop = loop_falls or plans[-1][0] in ("jcc", "jmp") and last.imm == insns[0].eip and n > 1
+    # ... or (``loop_ret``) on its final RET, when the CALL it returns from is
+    # in the unit and returns to the unit's start (a loop that calls, entered
+    # after the call: ``pop; dec; jnz; push; call f; ... ret``); the popped
+    # address is compared, so any other return leaves as usual.
+    loop_ret = False
+    if flat and plans[-1][0] == "ret" and n > 1:
+        returns = []
+        for d, (kind, _info) in zip(insns[:-1], plans):
+            if kind == "callrel":
+                returns.append(d.next)
+            elif kind == "ret" and returns:
+                returns.pop()
+        loop_ret = bool(returns) and returns[-1] == insns[0].eip
+        loop = loop or loop_ret
     if loop:
         em.ind = "    "
     fstate = None        # (kind, size) of the inlined flag setter whose a/b/res locals are live
@@ -740,6 +754,15 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 if i + 1 < n:       # a guarded return into the rest of the unit
                     em.raw([f"if v != {insns[i + 1].eip:#x}:"]
                            + ["    " + x for x in exit_lines(i + 1, "v")])
+                elif loop_ret:
+                    em.raw([f"if v == {insns[0].eip:#x}:",
+                            f"    cpu.icount += {n}",
+                            f"    if cpu.attention or cpu.stop_at - cpu.icount < {n}:",
+                            "        SYNC_OUT",
+                            "        cpu.eip = v",
+                            f"        {ret_link}",
+                            "    continue",
+                            "cpu.eip = v"])
                 else:
                     em.raw(["cpu.eip = v"])
         elif kind in ("push", "callrel"):
