@@ -479,3 +479,88 @@ def test_a_loop_that_calls_loops_on_its_return_when_entered_after_the_call():
         a, _ = _run(code, False, regs=regs, budget=budget, hot=2)
         b, _ = _run(code, True, regs=regs, budget=budget, hot=2)
         assert a == b and a[3] == min(budget, icount)
+
+
+def _watched_run(code: bytes, translated: bool, watch, regs=None):
+    """Run ``code`` 200 instructions (translated units are hot by then), then
+    set ``watch`` (lin, len, kind) and run on: the state where it stopped."""
+    from tvmm.machine import debug
+    m = Machine()
+    m.write(CODE, code)
+    m.flat32(CODE, esp=0x9000)
+    m.cpu.translate_blocks = translated
+    m.cpu.hot = 1
+    for i, v in (regs or {}).items():
+        m.cpu.regs[i] = v
+    m.w32(0x2010, 0x1234)
+    assert m.run(200).kind == StopKind.BUDGET
+    m.cpu.watchpoints.append(watch)
+    debug.update_watch_pages(m.cpu)
+    stop = m.run(1000)
+    return (stop.kind, m.cpu.eip, m.cpu.icount, list(m.cpu.regs)), m
+
+
+# Loops of ``inc ebx ; <load> ; inc edx ; inc edx ; dec ecx ; jnz`` with the
+# load reading 0x2010 (ESI) or the stack, in every inline form that loads.
+_LOADS = {
+    "moffs": "a110200000",          # mov eax, [0x2010]
+    "mov": "8b06",                  # mov eax, [esi]
+    "cmp": "3b06",                  # cmp eax, [esi]
+    "movzx": "0fb606",              # movzx eax, byte [esi]
+    "imul": "0faf06",               # imul eax, [esi]
+    "lods": "ad83ee04",             # lodsd ; sub esi, 4
+    "pop": "5058",                  # push eax ; pop eax
+}
+
+
+def test_a_read_watchpoint_stops_a_translated_unit_right_after_the_load():
+    # The watched page is kept out of the TLB, so the load takes the slow
+    # path, which asks the unit to leave: the stop is at the instruction
+    # after the load, as interpreted, not at the end of the unit.
+    for name, load in _LOADS.items():
+        code = bytes.fromhex("43" + load + "4242" + "49")
+        code += bytes([0x75, (-(len(code) + 2)) & 0xFF]) + b"\xf4"
+        watch = (0x8FFC, 4, "r") if name == "pop" else (0x2010, 4, "r")
+        a, _ = _watched_run(code, False, watch, regs={1: 1000, 6: 0x2010})
+        b, m = _watched_run(code, True, watch, regs={1: 1000, 6: 0x2010})
+        assert a == b, name
+        assert a[0] == StopKind.WATCHPOINT and a[1] == CODE + 1 + len(bytes.fromhex(load.replace("83ee04", ""))), name
+        assert any(blk.fn is not None for blk in m.cpu.blocks.values()), name
+
+
+def test_a_read_watchpoint_on_a_return_address_stops_after_a_guarded_return():
+    # 1: inc ebx ; call f ; inc edx ; dec ecx ; jnz 1b ; hlt   f: ret
+    code = bytes.fromhex("43e8050000004249" "75f6f4" "c3")
+    a, _ = _watched_run(code, False, (0x8FFC, 4, "r"), regs={1: 1000})
+    b, _ = _watched_run(code, True, (0x8FFC, 4, "r"), regs={1: 1000})
+    assert a == b and a[0] == StopKind.WATCHPOINT and a[1] == CODE + 6
+
+
+def test_a_read_write_data_breakpoint_set_while_a_unit_is_hot_traps_after_the_load():
+    # DR0 = 0x2010, 4 bytes, RW = 11b (reads and writes): the #DB handler (a
+    # HLT) sees the instruction after the load as the return EIP.  The unit
+    # was compiled before DR7 was set, so setting it must drop it.
+    from tvmm.machine import debug
+    code = bytes.fromhex("43" + "8b06" + "4242" + "49" + "75f8" + "f4")
+    outs = []
+    for translated in (False, True):
+        m = Machine()
+        m.write(CODE, code)
+        m.flat32(CODE, esp=0x9000)
+        gdt, idt = 0x22000, 0x23000
+        m.write(gdt, seg_desc(0, 0, 0) + seg_desc(0, 0xFFFFFFFF, 0x9B) + seg_desc(0, 0xFFFFFFFF, 0x93))
+        m.cpu.gdtr_base, m.cpu.gdtr_limit = gdt, 23
+        m.write(idt + 1 * 8, gate_desc(0x08, 0x3000))
+        m.write(0x3000, b"\xf4")
+        m.cpu.idtr_base, m.cpu.idtr_limit = idt, 0x7FF
+        m.cpu.translate_blocks = translated
+        m.cpu.hot = 1
+        m.cpu.regs[1], m.cpu.regs[6] = 1000, 0x2010
+        assert m.run(200).kind == StopKind.BUDGET
+        m.cpu.dr[0] = 0x2010
+        m.cpu.dr[7] = 0x1 | (0b11 << 16) | (0b11 << 18)
+        debug.update_watch_pages(m.cpu)
+        stop = m.run(1000)
+        outs.append((stop.kind, m.cpu.eip, m.cpu.icount, m.r32(m.cpu.regs[4]), list(m.cpu.regs), m.cpu.dr[6] & 0xF))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == StopKind.HALTED and outs[0][3] == CODE + 3 and outs[0][5] == 1

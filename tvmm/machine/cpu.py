@@ -166,6 +166,7 @@ class CPU:
         self.flat = False                          # ES/CS/SS/DS flat 32-bit (segments._flat)
         self.nonflat = 0xF                         # bit n: segment n (ES CS SS DS) is not flat
         self.watch_vpns: set[int] = set()          # pages kept out of the TLB (data breakpoints)
+        self.read_watch = False                    # a load may hit one (debug.reads_watched)
         self.breakpoints: set[int] = set()         # debugger breakpoints, linear addresses
         self.bp_pages: frozenset | set = _NO_PAGES  # their pages (kept out of the TLB, see _refresh)
         self.watchpoints: list = []                # debugger watchpoints: (lin, len, kind)
@@ -882,6 +883,14 @@ class CPU:
         if ram_page:
             self._decoded += len(insns)
         return insns, None, ram_page
+
+    def drop_translations(self) -> None:
+        """Forget every decoded block and translated unit (they come back as
+        they run again); a unit running now leaves after this instruction."""
+        self.blocks.clear()
+        self._page_blocks.clear()
+        self._decoded = 0
+        self.end_block()
 
     def _trim_blocks(self) -> None:
         """The block cache has taken in ``MAX_CACHED_INSNS`` decoded

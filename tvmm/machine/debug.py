@@ -98,8 +98,24 @@ def watch_problem(cpu, lin: int, length: int) -> str | None:
     return None
 
 
+def reads_watched(cpu) -> bool:
+    """Whether a load can hit a watchpoint or an enabled read/write data
+    breakpoint (RW = 11b): translated units then leave after every load
+    whose slow path set ``block_abort`` (``translate.abort_check``)."""
+    dr7 = cpu.dr[7]
+    if any(_enabled(dr7, i) and (dr7 >> (16 + 4 * i)) & 3 == 3 for i in range(4)):
+        return True
+    return any(kind != "w" for (_lin, _len, kind) in cpu.watchpoints)
+
+
 def update_watch_pages(cpu) -> None:
-    """Recompute the pages kept out of the TLB; call after DR7/DRn or watchpoint changes."""
+    """Recompute the pages kept out of the TLB; call after DR7/DRn or watchpoint changes.
+    Translated units compiled while no load could hit one are dropped when one can."""
+    rw = reads_watched(cpu)
+    if rw != cpu.read_watch:
+        cpu.read_watch = rw
+        if rw:
+            cpu.drop_translations()
     vpns = set()
     dr7 = cpu.dr[7]
     for i in range(4):

@@ -397,8 +397,8 @@ class _Unit:
                     self.used.add(int(m.group(1)))
                 line = _REG.sub(r"r\1", line)
                 if "_slow(" in line:
-                    line = line.replace("cpu._rd_slow(", f"rd_at(cpu, {self.next:#x}, ").replace(
-                        "cpu._wr_slow(", f"wr_at(cpu, {self.next:#x}, ")
+                    line = line.replace("cpu._rd_slow(", f"(ab := rd_at)(cpu, {self.next:#x}, ").replace(
+                        "cpu._wr_slow(", f"(ab := wr_at)(cpu, {self.next:#x}, ")
             self.out.append(self.ind + line)
 
     def raw(self, lines) -> None:
@@ -550,7 +550,7 @@ def translate_block(cpu, block, lin: int, pa: int):
     for j in joins:
         if j is not None:
             pfns.add((j[0] << 12) + j[1] >> 12)
-    fn = translate(insns, cpu.code32, block.links, flat=flat, joins=joins)
+    fn = translate(insns, cpu.code32, block.links, flat=flat, joins=joins, read_watch=cpu.read_watch)
     block.trace = insns
     block.n = len(insns)
     block.vpages = frozenset(pages)
@@ -562,8 +562,12 @@ def translate_block(cpu, block, lin: int, pa: int):
 
 
 def translate(insns: list, code32: bool, links: dict | None = None, flat: bool = False,
-              joins: list | None = None):
-    """Compile a unit; returns ``fn(cpu) -> Block | None`` (see the module docstring)."""
+              joins: list | None = None, read_watch: bool = False):
+    """Compile a unit; returns ``fn(cpu) -> Block | None`` (see the module
+    docstring).  ``read_watch``: a load may hit a watchpoint or data
+    breakpoint (``debug.reads_watched``), so loads are followed by
+    ``abort_check`` too; units compiled without it are dropped when that
+    becomes true."""
     from .ops import alu
     em = _Unit(flat)
     em.consts["links"] = links if links is not None else {}
@@ -633,11 +637,21 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
     def exit_lines(count: int, eip_expr: str, result: str = "return None") -> list[str]:
         return (["SYNC_OUT"] if flat else []) + [f"cpu.icount += {count}", f"cpu.eip = {eip_expr}", result]
 
-    def abort_check(i, eip=None):
-        """Leave after instruction ``i`` (a store) if it hit decoded code or
-        a data breakpoint; EIP becomes ``eip`` (default: the next instruction)."""
+    def abort_check(i, eip=None, handler=False):
+        """Leave after instruction ``i`` (a store or a load) if it hit decoded
+        code, a data breakpoint or a watchpoint; EIP becomes ``eip`` (default:
+        the next instruction).  Those pages never enter the TLB, so in flat
+        mode only a slow path (``rd_at``/``wr_at``, which the inline code
+        names through the local ``ab``) or a ``handler`` can set
+        ``block_abort``: until one has run, the test is one local."""
         eip = insns[i].next if eip is None else eip
-        em.raw([f"if cpu.block_abort: raise Leave({i + 1}, {eip:#x})"])
+        test = "ab and cpu.block_abort" if flat and not handler else "cpu.block_abort"
+        em.raw([f"if {test}: raise Leave({i + 1}, {eip:#x})"])
+
+    def load_check(i, eip=None):
+        """``abort_check`` after a load, needed only while loads are watched."""
+        if read_watch:
+            abort_check(i, eip)
 
     def boundary(i):
         """Instruction ``i`` starts another block of the unit."""
@@ -681,6 +695,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                     em.emit(flag_lines)
             if stores[i]:
                 abort_check(i)
+            elif "rmm" in (dst, src):
+                load_check(i)
         elif kind == "incdec":
             delta = "+ 1" if d.mnem == "INC" else "- 1"
             kind_code = (lf.INC if d.mnem == "INC" else lf.DEC) << 2
@@ -715,6 +731,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             else:
                 sign = 0x80 if size == 1 else 0x8000
                 em.emit([f"v = {src}", f"regs[{d.reg}] = (v - {sign << 1:#x}) & 0xFFFFFFFF if v & {sign:#x} else v"])
+            if d.rm < 0:
+                load_check(i)
         elif kind == "imul":
             from .ops import muldiv
             if d.rm >= 0:
@@ -736,6 +754,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 em.emit(["if -0x80000000 <= p <= 0x7FFFFFFF:",
                          f"    cpu.lf_op = {muldiv._LOGIC32}", "    cpu.lf_res = res",
                          "else:", f"    {ov}(cpu, res, 4)"])
+            if d.rm < 0:
+                load_check(i)
         elif kind in ("push", "callrel", "pushi") and flat:
             value = {"push": f"regs[{d.reg}]", "callrel": f"{d.next:#x}", "pushi": f"{d.imm & M32:#x}"}[kind]
             em.emit(["sp = (regs[4] - 4) & 0xFFFFFFFF"] + _stack_write(value) + ["regs[4] = sp"])
@@ -749,11 +769,15 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             elif kind == "pop":
                 em.emit(["sp = regs[4]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF",
                                                             f"regs[{d.reg}] = v"])
+            if kind != "ret":
+                if i + 1 < n:
+                    load_check(i)
             else:
                 em.emit(["sp = regs[4]"] + _stack_read() + ["regs[4] = (sp + 4) & 0xFFFFFFFF"])
                 if i + 1 < n:       # a guarded return into the rest of the unit
                     em.raw([f"if v != {insns[i + 1].eip:#x}:"]
                            + ["    " + x for x in exit_lines(i + 1, "v")])
+                    load_check(i, insns[i + 1].eip)
                 elif loop_ret:
                     em.raw([f"if v == {insns[0].eip:#x}:",
                             f"    cpu.icount += {n}",
@@ -793,6 +817,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             if kind == "pop":
                 em.emit(["    regs[4] = (sp + 4) & 0xFFFFFFFF", f"    regs[{d.reg}] = v",
                          "else:", f"    {h}(cpu, {dd})"])
+                if i + 1 < n:
+                    load_check(i)
             else:
                 em.emit(["    if v <= cpu.seg_hi[1]:",
                          "        regs[4] = (sp + 4) & 0xFFFFFFFF",
@@ -811,6 +837,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             else:
                 keep = {1: "(regs[0] & 0xFFFFFF00) | ", 2: "(regs[0] & 0xFFFF0000) | ", 4: ""}[size]
                 em.emit([f"regs[0] = {keep}{_inline_rd(size)}"])
+                load_check(i)
         elif kind == "incdecm":
             size = info
             delta = "+ 1" if d.mnem == "INC" else "- 1"
@@ -877,6 +904,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             em.emit(lines)
             if stores[i]:
                 abort_check(i)
+            else:
+                load_check(i)
         elif kind == "lea":
             if flat:
                 off = _offset(d.addr)
@@ -982,7 +1011,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 if flat and d.mnem in _SEG_WRITERS:
                     em.raw(["if not cpu.flat:"] + ["    " + x for x in exit_lines(i + 1, "cpu.eip")])
                 if stores[i]:
-                    abort_check(i)
+                    abort_check(i, handler=True)
             else:
                 em.raw(["SYNC_OUT", f"cpu.icount += {n}", ret_link])
                 break
@@ -1019,6 +1048,8 @@ def _compile(em: _Unit, insns: list, loop: bool, n: int):
     eips = tuple(d.eip for d in insns)
     em.consts["eips"] = eips
     head = ["regs = cpu.regs", "ram = cpu.ram", "tlb_r = cpu.tlb_r", "tlb_w = cpu.tlb_w", "k = 0"]
+    if em.flat:
+        head.append("ab = None")      # the slow path last taken (see ``abort_check``)
     for view in ("m16", "m32"):
         if any(view + "[" in line for line in body):
             head.append(f"{view} = cpu.ram{view[1:]}")

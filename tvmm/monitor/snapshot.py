@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ..machine import segments
+from ..machine import debug, segments
 
 PAGE = 4096
 _ZERO = bytes(PAGE)
@@ -127,6 +127,7 @@ def _set_cpu_state(cpu, s: dict) -> None:
     cpu.shadow.reset_all(cpu)
     cpu._apply_real()
     cpu.stop_request = None
+    debug.update_watch_pages(cpu)                # the restored DR7 and DRn
     cpu.stall_icount, cpu.stalls = -1, 0        # exceptions in a row count from here
     cpu.dead = None
     cpu._refresh()
