@@ -31,6 +31,17 @@ def test_bench_json_contract():
     pf = doc["workloads"]["page-fault-loop"]["guest_exits_per_minsn"]
     assert doc["workloads"]["call-ret"]["guest_mips"] > 0
     assert pf["pf-reflected"] > 1000 and pf["pf-hidden"] > 0      # the guest's own faults, reflected
+    # the CPython floor is there for call-ret, which floor.py writes out, and only there
+    assert doc["workloads"]["call-ret"]["floor_mips"] > 0
+    assert doc["workloads"]["page-fault-loop"]["floor_mips"] is None
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    p = subprocess.Popen([sys.executable, "-m", "tvmm", "bench", "--json", "--workload", "call-ret", "--no-guest",
+                          "--no-unicorn", "--no-floor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()                     # the reader is gone before anything is written (| head -0)
+    err = p.stderr.read().decode()
+    assert p.wait() == 1 and err == ""
 
 
 def test_bench_workloads_compute_what_they_should():

@@ -1,11 +1,14 @@
 """The ``tvmm`` command line.  Each subcommand lives in its own module and is
 imported only when used, so ``tvmm bench`` never loads the UI.
 
-Usage errors print one line and exit with status 2.
+Usage errors print one line and exit with status 2.  Output piped into a
+reader that goes away early (``tvmm bench --json | head``) ends the command
+quietly with status 1, not with a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: tvmm [<command> [options]]
@@ -22,6 +25,18 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        status = _dispatch(argv)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # the reader of our stdout left: say nothing more (and keep Python's
+        # exit-time flush of stdout from raising again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE, end="")

@@ -60,6 +60,25 @@ def test_round_robin_gives_equal_virtual_time(tmp_path):
     assert result.ran == {"a": 1_000_000, "b": 1_000_000}
 
 
+def test_a_guest_running_alone_gets_its_budget_in_one_call_and_siblings_share_in_slices(tmp_path):
+    monitor = Monitor(64 << 20, slice_insns=10_000)
+    _, a = boot(tmp_path, X.JMP_SELF, name="a", monitor=monitor)
+    _, b = boot(tmp_path, b"\x40" * 50 + b"\xeb\xcc", name="b", monitor=monitor)
+    calls = []
+    for g in (a, b):
+        def run(n, g=g, inner=g.run):
+            calls.append((g.name, n))
+            return inner(n)
+        g.run = run
+    monitor.run(100_000)
+    assert max(n for _, n in calls) == 10_000 and len(calls) == 20
+    a.pause()
+    calls.clear()
+    monitor.run(100_000)
+    assert calls == [("b", 100_000)]            # nobody to be fair to: no slicing
+    assert (a.icount, b.icount) == (100_000, 200_000)
+
+
 def test_a_paused_guest_does_not_advance_while_its_sibling_runs(tmp_path):
     monitor = Monitor(64 << 20)
     _, a = boot(tmp_path, X.JMP_SELF, name="a", monitor=monitor)

@@ -2,7 +2,9 @@
 
 tvmm's figure is measured in this process; unicorn's, when unicorn is
 installed, in a child process running ``unicorn_ref.py`` as a script, so
-tvmm itself never imports unicorn.
+tvmm itself never imports unicorn.  Where ``floor.py`` has the workload's
+loop as hand-written, idealized Python, its speed is the "CPython floor":
+what no Python translation of the workload can beat.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from ..machine import CPU, PhysicalMemory, StopKind
 from ..machine.boot_state import enter_flat32
 from ..machine.consts import CR0_PG
+from . import floor
 from . import kernels as K
 from . import workloads as W
 
@@ -117,6 +120,8 @@ def main(argv: list[str]) -> int:
                     help="run only this workload (repeatable)")
     ap.add_argument("--no-unicorn", action="store_true", help="skip unicorn's reference figures")
     ap.add_argument("--no-guest", action="store_true", help="skip the runs as a guest under the monitor")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the CPython floor (hand-written Python of the same loop, where there is one)")
     ap.add_argument("--no-sessions", action="store_true", help="skip the record/replay figures")
     ap.add_argument("--no-history", action="store_true",
                     help="skip the history figures on the 256 MiB bigmem guest (about a minute)")
@@ -135,12 +140,14 @@ def main(argv: list[str]) -> int:
         ref = None if args.no_unicorn else (run_unicorn_kernel(w, ours["instructions"], cmdline) if kernel
                                             else run_unicorn(w, ours["instructions"]))
         guest = None if args.no_guest else (K.run_guest(w, cmdline) if kernel else run_guest(w))
+        fl = None if args.no_floor else floor.measure(w.name)
         out[w.name] = {"mips": round(ours["mips"], 3), "instructions": ours["instructions"],
                        "seconds": round(ours["seconds"], 3),
                        "unicorn_mips": None if ref is None else round(ref["mips"], 3),
                        "guest_mips": None if guest is None else round(guest["mips"], 3),
                        "guest_exits_per_minsn": None if guest is None else guest["exits_per_minsn"],
-                       "guest_ratio": None if guest is None else round(guest["mips"] / ours["mips"], 3)}
+                       "guest_ratio": None if guest is None else round(guest["mips"] / ours["mips"], 3),
+                       "floor_mips": None if fl is None else round(fl["mips"], 3)}
         if kernel:
             # bench_result, as computed here, as a guest and by unicorn: they must agree
             results = {"bare": ours["result"]}
@@ -160,6 +167,8 @@ def main(argv: list[str]) -> int:
             if guest is not None:
                 ex = ", ".join(f"{k} {v:g}" for k, v in guest["exits_per_minsn"].items()) or "none"
                 line += f"\n{'':18} as a guest: {guest['mips']:7.2f} MIPS, exits per M insns: {ex}"
+            if fl is not None:
+                line += f"\n{'':18} CPython floor: {fl['mips']:7.2f} MIPS (the same loop as idealized Python)"
             print(line, flush=True)
     sessions = None
     if not args.no_sessions and not args.workload:
