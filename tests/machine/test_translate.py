@@ -414,6 +414,24 @@ def test_a_loop_entered_in_its_middle_loops_inside_its_unit():
         assert a == b and a[3] == min(budget, 1 + 6 * 1000 - 2)
 
 
+def test_a_branch_back_to_the_start_inside_a_unit_loops_there():
+    # jmp F ; S: add eax,ecx ; dec ecx ; jnz S ; F: inc edi ; cmp edi,40 ; jb W ; hlt
+    # W: mov ecx,edi ; shr ecx,3 ; inc ecx ; jmp S
+    # F has run as often as S when S is translated (hot=2), so S's unit
+    # follows the JNZ's fall-through into F and W: the JNZ back to S is a
+    # branch inside the unit to its start, which loops in the function
+    # (a ``continue``) as the final JMP does, and stops at the exact count.
+    code = bytes.fromhex("eb0501c84975fb4783ff287201f489f9c1e90341ebec")
+    (regs, eip, flags, icount, kind, _), m = both(code, hot=2)
+    assert kind == StopKind.HALTED and regs[7] == 40 and icount == 635
+    unit = next(b.fn.source for b in m.cpu.blocks.values() if b.fn is not None and b.insns[0].eip == CODE + 2)
+    assert "while True:" in unit and unit.count("continue") == 2
+    for budget in range(1, icount):                 # every stop inside the inner loop
+        a, _ = _run(code, False, budget=budget, hot=2)
+        b, _ = _run(code, True, budget=budget, hot=2)
+        assert a == b and a[3] == budget
+
+
 def test_a_rep_string_unit_hands_its_successor_to_the_run_loop():
     # 1: push ecx ; mov ecx,16 ; mov eax,ebx ; rep stosd ; sub edi,64 ; inc ebx ;
     #    pop ecx ; dec ecx ; jnz 1b ; hlt — the REP unit is linked to the next

@@ -629,7 +629,13 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                 returns.pop()
         loop_ret = bool(returns) and returns[-1] == insns[0].eip
         loop = loop or loop_ret
-    if loop:
+    # ... or (``side_loop``) when a conditional branch inside the unit leaves
+    # for the unit's start (a loop whose back edge the trace did not follow
+    # last: a compiled ``while`` whose exit test comes after the back edge).
+    side_loop = flat and n > 1 and any(
+        kind == "jcc" and i + 1 < n and insns[0].eip in (d.imm, d.next) and insns[i + 1].eip != insns[0].eip
+        for i, (d, (kind, _info)) in enumerate(zip(insns, plans)))
+    if loop or side_loop:
         em.ind = "    "
     fstate = None        # (kind, size) of the inlined flag setter whose a/b/res locals are live
     cf_known = None      # CF of that setter as an expression over its locals
@@ -936,6 +942,15 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
                         em.raw([f"k = {~i}", f"cpu.eip = {d.next:#x}", f"{h}(cpu, {dd})",
                                 f"if cpu.eip != {follow:#x}:"]
                                + ["    " + x for x in exit_lines(i + 1, "cpu.eip", "return links.get(cpu.eip)")])
+                    elif side_loop and other == insns[0].eip:
+                        leave = cond if follow == d.next else f"not ({cond})"
+                        em.raw([f"if {leave}:",
+                                f"    cpu.icount += {i + 1}",
+                                f"    if {budget}:",
+                                "        SYNC_OUT",
+                                f"        cpu.eip = {other:#x}",
+                                "        return links.get(cpu.eip)",
+                                "    continue"])
                     else:
                         leave = cond if follow == d.next else f"not ({cond})"
                         em.raw([f"if {leave}:"] + ["    " + x for x in exit_lines(i + 1, f"{other:#x}",
@@ -1022,7 +1037,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         if plans[-1][0] not in ("callrel", "ret"):
             em.raw([f"cpu.eip = {last.next:#x}"])
         em.raw([ret_link])
-    return _compile(em, insns, loop, n)
+    return _compile(em, insns, loop or side_loop, n)
 
 
 def _compile(em: _Unit, insns: list, loop: bool, n: int):
