@@ -637,6 +637,7 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         for i, (d, (kind, _info)) in enumerate(zip(insns, plans)))
     if loop or side_loop:
         em.ind = "    "
+    copy = _copy_loop(insns, plans) if flat and loop and not loop_falls and not loop_ret else None
     fstate = None        # (kind, size) of the inlined flag setter whose a/b/res locals are live
     cf_known = None      # CF of that setter as an expression over its locals
 
@@ -673,6 +674,8 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             lines.append(f"if tlb_r[{j[0]:#x}] != {j[1]}: {keep}raise Leave({i}, {d.eip:#x})")
         em.raw(lines)
 
+    if copy is not None:
+        em.emit(_copy_lines(*copy))
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
         if starts[i]:
             boundary(i)
@@ -1038,6 +1041,58 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
             em.raw([f"cpu.eip = {last.next:#x}"])
         em.raw([ret_link])
     return _compile(em, insns, loop or side_loop, n)
+
+
+def _copy_loop(insns: list, plans: list):
+    """``(size, index, end)`` when the unit is a compiler's copy loop
+    ``1: movs ; cmp esi|edi, end ; jne 1b`` (xv6's ``memmove``), else None."""
+    if len(insns) != 3 or plans[0][0] != "string" or insns[0].mnem != "MOVS":
+        return None
+    cmp, jne = insns[1], insns[2]
+    if cmp.mnem != "CMP" or cmp.osz != 4 or cmp.spec not in ("Ev,Gv", "Gv,Ev") or cmp.rm < 0 \
+            or jne.mnem != "JNZ" or jne.imm != insns[0].eip:
+        return None
+    pair = {cmp.rm, cmp.reg}
+    index = pair & {6, 7}
+    if len(pair) != 2 or len(index) != 1:
+        return None
+    a, b = (cmp.rm, cmp.reg) if cmp.spec == "Ev,Gv" else (cmp.reg, cmp.rm)
+    return plans[0][1], index.pop(), (pair - index).pop(), a, b
+
+
+def _copy_lines(size: int, index: int, end: int, a: int, b: int) -> list[str]:
+    """The head of a copy loop's iteration (see ``_copy_loop``): the
+    iterations before the last one that stay on the current source and
+    destination pages, within the budget, as one ``mmap.move`` — when DF is
+    0, both pages are in the TLB (so neither holds decoded code or watched
+    data), and the destination does not start inside the source range (an
+    upward overlapping copy replicates bytes, element by element; a
+    downward one is a memmove).  The flags are left as the last of those
+    iterations' CMP ``a, b`` leaves them.  The last iteration and
+    everything else run element by element, so the exit and any fault are
+    exact."""
+    shift = size.bit_length() - 1
+    return ["if not cpu.eflags & 0x400 and not cpu.attention:",
+            f"    c = (regs[{end}] - regs[{index}]) & 0xFFFFFFFF",
+            f"    if c > {size}:",             # (not a whole number of elements: no end; any count is right)
+            "        ps = tlb_r[regs[6] >> 12]",
+            "        pd = tlb_w[regs[7] >> 12]",
+            "        if ps is not None and pd is not None:",
+            f"            c = min((c >> {shift}) - 1, (0x1000 - (regs[6] & 0xFFF)) >> {shift},"
+            f" (0x1000 - (regs[7] & 0xFFF)) >> {shift}, (cpu.stop_at - cpu.icount) // 3 - 1)",
+            "            if c > 0:",
+            f"                nb = c * {size}",
+            "                ps += regs[6]",
+            "                pd += regs[7]",
+            "                if not ps < pd < ps + nb:",
+            "                    ram.move(pd, ps, nb)",
+            "                    regs[6] = (regs[6] + nb) & 0xFFFFFFFF",
+            "                    regs[7] = (regs[7] + nb) & 0xFFFFFFFF",
+            "                    cpu.icount += 3 * c",
+            f"                    cpu.lf_op = {lf.SUB << 2 | 2}",
+            f"                    cpu.lf_a = regs[{a}]",
+            f"                    cpu.lf_b = regs[{b}]",
+            f"                    cpu.lf_res = (regs[{a}] - regs[{b}]) & 0xFFFFFFFF"]
 
 
 def _compile(em: _Unit, insns: list, loop: bool, n: int):
