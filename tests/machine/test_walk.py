@@ -34,6 +34,10 @@ class Mem:
     written read as zero in the guest's RAM and as all ones above it (open
     bus, as a guest's memory reads a hole)."""
 
+    # no frame is plain RAM to ``mmu.walk``: every entry is read through ``read``
+    ram_pages = 0
+    mmio_pages = frozenset()
+
     def __init__(self, words=None):
         self.words = dict(words or {})
         self.stores = []

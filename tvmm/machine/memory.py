@@ -115,7 +115,7 @@ class PhysicalMemory:
         self._map = RegionMap()
         # Physical pages (frame numbers) with no device on them: the CPU may
         # map these straight into its TLB.  Updated when regions are added.
-        self._mmio_pages: set[int] = set()
+        self.mmio_pages: set[int] = set()
         self.code_pages: set[int] = set()
         # RAM frames that hold read-only contents (a monitor's copy of a
         # guest's firmware ROM): stores to them are dropped; the CPU keeps
@@ -134,7 +134,7 @@ class PhysicalMemory:
     # -- configuration -----------------------------------------------------------
     def add_mmio(self, start: int, end: int, device: MmioDevice, name: str = "") -> Region:
         region = self._map.add(start, end, device, name)
-        self._mmio_pages.update(range(start >> PAGE_SHIFT, (end - 1 >> PAGE_SHIFT) + 1))
+        self.mmio_pages.update(range(start >> PAGE_SHIFT, (end - 1 >> PAGE_SHIFT) + 1))
         self._notify_all()
         return region
 
@@ -236,15 +236,15 @@ class PhysicalMemory:
 
     def is_ram_page(self, pfn: int) -> bool:
         """True when the whole 4 KiB frame is plain RAM (no device on it)."""
-        return pfn < self.ram_pages and pfn not in self._mmio_pages
+        return pfn < self.ram_pages and pfn not in self.mmio_pages
 
     def region_at(self, pa: int) -> Region | None:
         return self._map.at(pa)
 
     # -- access (slow path: anything may be behind the address) ----------------------
     def read(self, pa: int, size: int) -> int:
-        if pa + size <= self.size and (pa >> PAGE_SHIFT) not in self._mmio_pages \
-                and ((pa + size - 1) >> PAGE_SHIFT) not in self._mmio_pages:
+        if pa + size <= self.size and (pa >> PAGE_SHIFT) not in self.mmio_pages \
+                and ((pa + size - 1) >> PAGE_SHIFT) not in self.mmio_pages:
             return int.from_bytes(self.ram[pa:pa + size], "little")
         r = self.region_at(pa)
         if r is not None and pa + size <= r.end:
@@ -277,8 +277,8 @@ class PhysicalMemory:
             last = (pa + size - 1) >> PAGE_SHIFT
             if last != pfn and last in self.code_pages:
                 self._invalidate(last)
-        if pa + size <= self.size and pfn not in self._mmio_pages \
-                and ((pa + size - 1) >> PAGE_SHIFT) not in self._mmio_pages:
+        if pa + size <= self.size and pfn not in self.mmio_pages \
+                and ((pa + size - 1) >> PAGE_SHIFT) not in self.mmio_pages:
             if self.on_first_write is not None:
                 self._log_range(pfn, (pa + size - 1) >> PAGE_SHIFT)
             self.ram[pa:pa + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")

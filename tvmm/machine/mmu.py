@@ -193,8 +193,12 @@ def walk(cpu, lin: int, write: bool, user: bool):
     checks that the two agree on random tables (results, error codes, and the
     stores and their order)."""
     mem = cpu.mem
+    # entries in plain RAM (nearly always) are read as items of the RAM's
+    # dword view; anything else through memory's slow path
+    ram_pages, mmio = mem.ram_pages, mem.mmio_pages
     pde_pa = (cpu.cr3 & 0xFFFFF000) | ((lin >> 20) & 0xFFC)
-    pde = mem.read(pde_pa, 4)
+    pfn = pde_pa >> 12
+    pde = cpu.ram32[pde_pa >> 2] if pfn < ram_pages and pfn not in mmio else mem.read(pde_pa, 4)
     if not pde & PTE_P:
         raise CpuFault(PF_VEC, (PF_W if write else 0) | (PF_U if user else 0), lin)
     if pde & PTE_PS and cpu.cr4 & CR4_PSE:
@@ -209,7 +213,8 @@ def walk(cpu, lin: int, write: bool, user: bool):
         return ((pde & 0xFFC00000) | (lin & 0x003FF000), writable and new & PTE_D != 0,
                 pde & PTE_G != 0 and cpu.cr4 & CR4_PGE != 0, True)
     pte_pa = (pde & 0xFFFFF000) | ((lin >> 10) & 0xFFC)
-    pte = mem.read(pte_pa, 4)
+    pfn = pte_pa >> 12
+    pte = cpu.ram32[pte_pa >> 2] if pfn < ram_pages and pfn not in mmio else mem.read(pte_pa, 4)
     if not pte & PTE_P:
         raise CpuFault(PF_VEC, (PF_W if write else 0) | (PF_U if user else 0), lin)
     writable = pde & pte & PTE_W != 0 or (not user and not cpu.cr0 & CR0_WP)
