@@ -118,3 +118,33 @@ def test_a_copy_loop_faults_on_the_first_unmapped_byte():
     assert (out[6], out[7]) == (0x30000, 0x6800)
     assert (m.r32(out[4]), m.r32(out[4] + 4)) == (0, CODE)
     assert icount == 3 * 0x800 + 1            # the faulting MOVS does not count; the handler's HLT does
+
+
+@pytest.mark.parametrize("watch", [(0x6A40, 1, "w"), (0x4C21, 1, "r")])
+def test_a_watchpoint_inside_a_copy_stops_right_after_that_element(watch):
+    # a watch set while the loop is hot, on a destination byte (a write
+    # watch) or a source byte (a read watch) in the middle of a page: its
+    # page leaves the TLB, the copy goes element by element there and stops
+    # after the MOVS that touched the byte, as interpreted
+    from tvmm.machine import debug
+    regs = {6: 0x4801, 7: 0x6003, 1: 0x4801 + 0x1800}
+    outs = []
+    for translated in (False, True):
+        m = Machine()
+        m.write(CODE, MOVSB_ESI_ECX)
+        m.flat32(CODE, esp=0x3000)
+        _fill(m)
+        m.cpu.translate_blocks = translated
+        m.cpu.hot = 1
+        for i, v in regs.items():
+            m.cpu.regs[i] = v
+        assert m.run(30).kind == StopKind.BUDGET
+        m.cpu.watchpoints.append(watch)
+        debug.update_watch_pages(m.cpu)
+        stop = m.run(100_000)
+        outs.append((stop.kind, m.cpu.eip, m.cpu.icount, list(m.cpu.regs),
+                     m.read(WINDOW[0], WINDOW[1] - WINDOW[0])))
+    assert outs[0] == outs[1]
+    kind, eip, icount, out, _ = outs[1]
+    assert kind == StopKind.WATCHPOINT and eip == CODE + 1
+    assert (out[6] - 1, out[7] - 1)[watch[2] == "w"] == watch[0]
