@@ -140,3 +140,27 @@ def test_a_toml_guest_with_wait_gdb_is_held(tmp_path):
                           timeout=60)
     assert "a| bye" in proc.stdout and "b| " not in proc.stdout
     assert proc.returncode == 1 and "timed out after 2 s" in proc.stderr
+
+
+@needs_gdb
+def test_a_breakpoint_on_the_first_code_run_on_its_page_stops_the_first_continue(tmp_path):
+    # hello's kmain is the first instruction run on its page (after _start's
+    # jump): held at _start, `break kmain` then `continue` stops there
+    tv = Tvmm("--wait-gdb", "--guest", f"name=h,kernel={HELLO}", "--timeout", "60")
+    try:
+        r = gdb(f"""
+run("target remote 127.0.0.1:{tv.ports['h']}")
+check(gdb.selected_frame().name() == "_start", "held at its first instruction")
+run("break kmain")
+out = run("continue")
+check(gdb.selected_frame().name() == "kmain", "stopped in kmain: " + out)
+info = run("monitor info")
+check(info.split("instructions", 1)[1].split()[0] == "4", "after _start's four instructions: " + info)
+run("delete")
+run("continue")
+run("detach")
+""", tmp_path, HELLO)
+        assert "FAILURES []" in r.stdout, r.stdout + r.stderr
+    finally:
+        tv.proc.kill()
+        tv.finish()

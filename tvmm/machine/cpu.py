@@ -220,6 +220,10 @@ class CPU:
         self.nmi_blocked = False      # an NMI was delivered and no IRET has run since
         self.delivering_nmi = False   # set while the NMI's delivery runs (the monitor logs it apart)
         self.stop_request: Stop | None = None
+        # The instruction at EIP runs even if it holds a breakpoint (a resume
+        # runs off the breakpoint it stopped at).  It applies to that
+        # instruction only: ``run`` drops it when no breakpoint is at EIP, an
+        # event taken before it runs drops it, and its own check consumes it.
         self.skip_bp_once = False
         self.a20_mask = M32
         self.dead = None
@@ -931,6 +935,8 @@ class CPU:
         if self.dead is not None:
             return self.dead
         self.stop_at = self.icount + max_insns
+        if self.skip_bp_once and (self.seg_base[1] + self.eip) & M32 not in self.breakpoints:
+            self.skip_bp_once = False    # nothing to run off: the first breakpoint reached stops it
         try:
             return self._run()
         except Shutdown as e:
@@ -1183,7 +1189,10 @@ class CPU:
     def _deliver_event(self, vector: int, external: bool) -> None:
         """Deliver a debug trap or an external interrupt between instructions.
         In guest mode a fault during delivery that the monitor fixes (a
-        shadow miss) is invisible: the delivery is retried."""
+        shadow miss) is invisible: the delivery is retried.  The instruction
+        at EIP has not run: a breakpoint there stops it when it is returned
+        to (``skip_bp_once`` is dropped)."""
+        self.skip_bp_once = False
         for _ in range(MAX_DELIVERY_RETRIES):
             try:
                 interrupts.deliver(self, vector, None, self.eip, external=external)
