@@ -582,3 +582,43 @@ def test_a_read_write_data_breakpoint_set_while_a_unit_is_hot_traps_after_the_lo
         outs.append((stop.kind, m.cpu.eip, m.cpu.icount, m.r32(m.cpu.regs[4]), list(m.cpu.regs), m.cpu.dr[6] & 0xF))
     assert outs[0] == outs[1]
     assert outs[0][0] == StopKind.HALTED and outs[0][3] == CODE + 3 and outs[0][5] == 1
+
+
+def test_a_read_watch_put_back_keeps_the_units_compiled_for_it():
+    # gdb removes its watchpoints at every stop and puts them back at every
+    # resume: the first read watch drops the units compiled without load
+    # checks, and they come back with them; later cycles drop nothing.
+    from tvmm.machine import debug
+    code = bytes.fromhex("43" + "8b06" + "4242" + "49" + "75f8" + "f4")   # 1: inc ebx ; mov eax,[esi] ; ... ; jnz 1b
+    m = Machine()
+    m.write(CODE, code)
+    m.flat32(CODE, esp=0x9000)
+    m.cpu.translate_blocks = True
+    m.cpu.hot = 1
+    m.cpu.regs[1], m.cpu.regs[6] = 100_000, 0x2010
+
+    def units():
+        return {id(b): b.fn for b in m.cpu.blocks.values() if b.fn is not None}
+
+    def watch(on):
+        if on:
+            m.cpu.watchpoints.append((0x5000, 4, "r"))     # never read by the loop
+        else:
+            m.cpu.watchpoints.clear()
+        debug.update_watch_pages(m.cpu)
+
+    assert m.run(200).kind == StopKind.BUDGET
+    plain = units()
+    assert plain and not any(b.read_watch for b in m.cpu.blocks.values() if b.fn is not None)
+    watch(True)
+    assert not set(plain) & set(units())                   # dropped
+    assert m.run(200).kind == StopKind.BUDGET
+    checked = units()
+    assert checked and all(b.read_watch for b in m.cpu.blocks.values() if b.fn is not None)
+    for _ in range(3):
+        watch(False)
+        watch(True)
+        assert units() == checked                          # kept, functions and all
+        assert m.run(200).kind == StopKind.BUDGET
+        assert checked.items() <= units().items()
+        checked = units()

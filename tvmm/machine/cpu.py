@@ -889,11 +889,16 @@ class CPU:
         return insns, None, ram_page
 
     def drop_translations(self) -> None:
-        """Forget every decoded block and translated unit (they come back as
-        they run again); a unit running now leaves after this instruction."""
-        self.blocks.clear()
-        self._page_blocks.clear()
-        self._decoded = 0
+        """A load may now hit a watch: forget every translated unit compiled
+        without the checks after its loads (``Block.read_watch``), with its
+        block (decoded again when it runs); links to them are not followed
+        (``DEAD_XPAGE``), and a unit running now leaves after this
+        instruction.  Units compiled with the checks stay, so a debugger
+        that removes its watchpoints at every stop and puts them back at
+        every resume (gdb does) costs no translation after the first."""
+        blocks = self.blocks
+        for key in [k for k, b in blocks.items() if b.fn is not None and not b.read_watch]:
+            blocks.pop(key).xpage = DEAD_XPAGE
         self.end_block()
 
     def _trim_blocks(self) -> None:

@@ -108,7 +108,8 @@ class Block:
     ``n`` their number (the budget a run of ``fn`` needs), ``vpages`` the
     linear pages whose mapping a normal end of ``fn`` has checked, ``pfns``
     the physical pages it was decoded from, ``flat`` whether it was compiled
-    for flat segments.
+    for flat segments, ``read_watch`` whether with a check after every load
+    (``translate``'s ``read_watch``).
 
     ``links`` maps an EIP the unit ended at to the translated block that
     starts there; the compiled function returns that block so the run loop
@@ -122,7 +123,7 @@ class Block:
     """
 
     __slots__ = ("insns", "fn", "hits", "n", "links", "linkable", "trace", "vpages", "pfns", "flat",
-                 "xpage")
+                 "xpage", "read_watch")
 
     def __init__(self, insns: list):
         self.insns = insns
@@ -135,6 +136,7 @@ class Block:
         self.pfns: tuple = ()
         self.flat = False
         self.xpage = None
+        self.read_watch = False
         last = insns[-1]
         self.linkable = last.mnem in LINKABLE and last.spec != "Mp" or not last.ends
 
@@ -556,6 +558,7 @@ def translate_block(cpu, block, lin: int, pa: int):
     block.vpages = frozenset(pages)
     block.pfns = tuple(sorted(pfns))
     block.flat = flat
+    block.read_watch = cpu.read_watch
     last = insns[-1]
     block.linkable = last.mnem in LINKABLE and last.spec != "Mp" or not last.ends
     return fn
