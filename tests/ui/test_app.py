@@ -260,3 +260,20 @@ async def test_a_recorded_session_replays_in_the_ui_with_its_inputs():
         assert "you typed: HELLO TVMM" in str(app.query_one("#serial").render())
         end = next(r for r in recs if r["t"] == "end")
         assert view(app).now == end["time"]              # the same instruction count as recorded
+
+
+async def test_run_to_the_first_code_on_its_page_stops_there(make_app):
+    # hello held at _start: kmain is the first instruction run on its page
+    # (a resume used to run off a breakpoint that was not at EIP and skip it)
+    from tvmm.guestspec import GuestSpec
+
+    from .conftest import B
+    app = make_app([GuestSpec(name="hello", kernel=str(B / "hello.elf"), mem=8 << 20)])
+    app.monitor.guests[0].pause("waiting for gdb")      # as ``tvmm ui --wait-gdb`` holds it
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert view(app).state == "paused" and view(app).icount == 0
+        await pilot.press("g", *"kmain", "enter")
+        await until(pilot, app, lambda: view(app).state != "running" and view(app).icount > 0)
+        assert view(app).state == "paused" and view(app).regs.eip == sym(app, "kmain")
+        assert view(app).icount == 4
