@@ -678,7 +678,9 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
         em.raw(lines)
 
     if copy is not None:
-        em.emit(_copy_lines(*copy))
+        from .ops.string import MOVS_BULK
+        em.emit(_copy_lines(em.const("movs_bulk", MOVS_BULK[copy[0]]), em.const("d", insns[0]), insns[0].eip,
+                            *copy))
     for i, (d, (kind, info)) in enumerate(zip(insns, plans)):
         if starts[i]:
             boundary(i)
@@ -1047,8 +1049,9 @@ def translate(insns: list, code32: bool, links: dict | None = None, flat: bool =
 
 
 def _copy_loop(insns: list, plans: list):
-    """``(size, index, end)`` when the unit is a compiler's copy loop
-    ``1: movs ; cmp esi|edi, end ; jne 1b`` (xv6's ``memmove``), else None."""
+    """``(size, index, end, a, b)`` when the unit is a compiler's copy loop
+    ``1: movs ; cmp a, b ; jne 1b`` with ``{a, b} = {index, end}`` and the
+    index ESI or EDI (xv6's ``memmove``), else None."""
     if len(insns) != 3 or plans[0][0] != "string" or insns[0].mnem != "MOVS":
         return None
     cmp, jne = insns[1], insns[2]
@@ -1063,39 +1066,33 @@ def _copy_loop(insns: list, plans: list):
     return plans[0][1], index.pop(), (pair - index).pop(), a, b
 
 
-def _copy_lines(size: int, index: int, end: int, a: int, b: int) -> list[str]:
+def _copy_lines(bulk: str, d: str, eip: int, size: int, index: int, end: int, a: int, b: int) -> list[str]:
     """The head of a copy loop's iteration (see ``_copy_loop``): the
-    iterations before the last one that stay on the current source and
-    destination pages, within the budget, as one ``mmap.move`` — when DF is
-    0, both pages are in the TLB (so neither holds decoded code or watched
-    data), and the destination does not start inside the source range (an
-    upward overlapping copy replicates bytes, element by element; a
-    downward one is a memmove).  The flags are left as the last of those
-    iterations' CMP ``a, b`` leaves them.  The last iteration and
-    everything else run element by element, so the exit and any fault are
-    exact."""
+    iterations before the last one, within the budget, through MOVS's own
+    bulk step (``ops.string``'s, as REP MOVS: one page at a time, either
+    direction, overlaps element-exact, nothing on a page the TLB keeps out
+    of bulk access — decoded code, watched data — and a #PF of the first
+    element raised as the MOVS's).  The flags are left as the last of those
+    iterations' CMP ``a, b`` leaves them; the last iteration and anything
+    the bulk step declines run element by element."""
     shift = size.bit_length() - 1
-    return ["if not cpu.eflags & 0x400 and not cpu.attention:",
-            f"    c = (regs[{end}] - regs[{index}]) & 0xFFFFFFFF",
-            f"    if c > {size}:",             # (not a whole number of elements: no end; any count is right)
-            "        ps = tlb_r[regs[6] >> 12]",
-            "        pd = tlb_w[regs[7] >> 12]",
-            "        if ps is not None and pd is not None:",
-            f"            c = min((c >> {shift}) - 1, (0x1000 - (regs[6] & 0xFFF)) >> {shift},"
-            f" (0x1000 - (regs[7] & 0xFFF)) >> {shift}, (cpu.stop_at - cpu.icount) // 3 - 1)",
-            "            if c > 0:",
-            f"                nb = c * {size}",
-            "                ps += regs[6]",
-            "                pd += regs[7]",
-            "                if not ps < pd < ps + nb:",
-            "                    ram.move(pd, ps, nb)",
-            "                    regs[6] = (regs[6] + nb) & 0xFFFFFFFF",
-            "                    regs[7] = (regs[7] + nb) & 0xFFFFFFFF",
-            "                    cpu.icount += 3 * c",
-            f"                    cpu.lf_op = {lf.SUB << 2 | 2}",
-            f"                    cpu.lf_a = regs[{a}]",
-            f"                    cpu.lf_b = regs[{b}]",
-            f"                    cpu.lf_res = (regs[{a}] - regs[{b}]) & 0xFFFFFFFF"]
+    return ["if not cpu.attention:",
+            "    back = cpu.eflags & 0x400",
+            f"    c = (regs[{index}] - regs[{end}] if back else regs[{end}] - regs[{index}]) & 0xFFFFFFFF",
+            # (not a whole number of elements away: the loop has no end, and any count is right)
+            f"    c = min((c >> {shift}) - 1, (cpu.stop_at - cpu.icount) // 3 - 1)",
+            "    if c > 0:",
+            f"        cpu.eip = {eip:#x}",
+            f"        c = {bulk}(cpu, {d}, regs[6], regs[7], c, back, 0xFFFFFFFF)",
+            "        if c:",
+            f"            nb = -c * {size} if back else c * {size}",
+            "            regs[6] = (regs[6] + nb) & 0xFFFFFFFF",
+            "            regs[7] = (regs[7] + nb) & 0xFFFFFFFF",
+            "            cpu.icount += 3 * c",
+            f"            cpu.lf_op = {lf.SUB << 2 | 2}",
+            f"            cpu.lf_a = regs[{a}]",
+            f"            cpu.lf_b = regs[{b}]",
+            f"            cpu.lf_res = (regs[{a}] - regs[{b}]) & 0xFFFFFFFF"]
 
 
 def _compile(em: _Unit, insns: list, loop: bool, n: int):

@@ -157,6 +157,11 @@ def _set_cmp(cpu, s: int, a: int, b: int) -> None:
 
 
 # ----------------------------------------------------------------------- MOVS
+# MOVS's bulk step by element size: REP MOVS and translated copy loops
+# (``translate._copy_loop``) share it.
+MOVS_BULK: dict = {}
+
+
 def _movs(s: int):
     rd, wr = _RD[s], _WR[s]
 
@@ -220,6 +225,7 @@ def _movs(s: int):
             r[7] = (r[7] & 0xFFFF0000) | ((di + step) & 0xFFFF)
 
     rep = make_rep(s, one, bulk, True, True, False)
+    MOVS_BULK[s] = bulk
     return movs
 
 
